@@ -1,0 +1,100 @@
+"""The Celery app: JSON only, late acks, durable queues each with a dead-letter queue.
+
+Queue topology (RabbitMQ):
+  queue <name>            bound to direct exchange <name> with key <name>;
+                          x-dead-letter-exchange=dlx, x-dead-letter-routing-key=<name>
+  queue <name>.dlq        bound to direct exchange dlx with key <name>
+A task that fails for good (its retries spent) is rejected without requeue
+(task_acks_on_failure_or_timeout=False), so RabbitMQ moves it to <name>.dlq.
+
+With no CELERY_BROKER_URL the embedded default is kombu's filesystem transport: real
+worker and beat processes, messages in files under var/broker (no dead-lettering there).
+"""
+
+import os
+from celery import Celery, signals
+from kombu import Exchange, Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+
+QUEUE_NAMES = ("default", "payments", "orders", "bookings", "notifications", "events")
+DEAD_LETTER_EXCHANGE = Exchange("dlx", type="direct", durable=True)
+
+
+def work_queue(name: str) -> Queue:
+    return Queue(
+        name,
+        Exchange(name, type="direct", durable=True),
+        routing_key=name,
+        durable=True,
+        queue_arguments={
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
+            "x-dead-letter-routing-key": name,
+        },
+    )
+
+
+def dead_letter_queue(name: str) -> Queue:
+    return Queue(f"{name}.dlq", DEAD_LETTER_EXCHANGE, routing_key=name, durable=True)
+
+
+app = Celery("config")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+app.conf.update(
+    accept_content=["json"],
+    task_serializer="json",
+    result_serializer="json",
+    task_ignore_result=True,
+    task_acks_late=True,
+    task_acks_on_failure_or_timeout=False,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    worker_cancel_long_running_tasks_on_connection_loss=True,
+    worker_hijack_root_logger=False,
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    broker_connection_retry_on_startup=True,
+    broker_connection_timeout=4,
+    task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2},
+    task_queues=[work_queue(name) for name in QUEUE_NAMES],
+    task_default_queue="default",
+    task_default_exchange="default",
+    task_default_routing_key="default",
+    task_create_missing_queues=False,
+    # Task names are "<app>.<what>": each app's tasks go to its own queue.
+    task_routes=[
+        {f"{name}.*": {"queue": name} for name in ("payments", "orders", "bookings", "notifications")}
+        | {"core.events.*": {"queue": "events"}}
+    ],
+    beat_scheduler="django_celery_beat.schedulers:DatabaseScheduler",
+    timezone="UTC",
+)
+app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect
+def _use_django_logging(**kwargs) -> None:  # noqa: ARG001
+    """Keep Django's LOGGING (JSON lines) in worker and beat instead of Celery's own."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
+
+def declare_topology() -> None:
+    """Declare every work queue, its dead-letter queue and the exchanges (idempotent)."""
+    if app.conf.broker_url.startswith("filesystem"):
+        return
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for name in QUEUE_NAMES:
+            work_queue(name)(channel).declare()
+            dead_letter_queue(name)(channel).declare()
+
+
+@signals.worker_init.connect
+def _declare_on_worker_start(**kwargs) -> None:  # noqa: ARG001
+    declare_topology()

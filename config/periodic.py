@@ -1,0 +1,33 @@
+"""The project's periodic tasks, declared in code.
+
+`manage.py setup_periodic_tasks` installs them into django-celery-beat's tables: it creates
+what is missing and never overwrites a schedule staff have changed in the admin (use
+`--reset` to put the declared schedules back). Every periodic task is idempotent and expires
+before its next run, so a late or doubled tick does no harm.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PeriodicTaskSpec:
+    name: str
+    task: str
+    every_seconds: int
+    args: list = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def expires_seconds(self) -> int:
+        return max(1, int(self.every_seconds * 0.9))
+
+
+PERIODIC_TASKS: list[PeriodicTaskSpec] = [
+    PeriodicTaskSpec(
+        name="core.heartbeat",
+        task="core.heartbeat",
+        every_seconds=30,
+        args=["beat"],
+        description="Proves beat, broker and worker are alive (see Core > Heartbeats).",
+    ),
+]

@@ -1,0 +1,23 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from core.health import healthz, readyz
+
+admin.site.site_header = f"{settings.PROJECT_NAME} administration"
+admin.site.site_title = f"{settings.PROJECT_NAME} admin"
+admin.site.index_title = settings.PROJECT_NAME
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/auth/", include("accounts.api.urls")),
+    path("api/payments/", include("payments.api.urls")),
+    path("api/", include("orders.api.urls")),
+    path("api/bookings/", include("bookings.api.urls")),
+    path("api/notifications/", include("notifications.api.urls")),
+]

@@ -1,0 +1,32 @@
+import os
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import User
+
+
+class Command(BaseCommand):
+    help = "Load demo data and the demo staff user (development only; idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--force", action="store_true", help="Run even with DEBUG off.")
+
+    def handle(self, *args, force: bool = False, **options):
+        if not settings.DEBUG and not force:
+            raise CommandError("load_demo is for development (DEBUG on); pass --force to insist.")
+        email = os.environ.get("DEMO_STAFF_EMAIL", "admin@example.com")
+        password = os.environ.get("DEMO_STAFF_PASSWORD", "")
+        if not password:
+            raise CommandError("Set DEMO_STAFF_PASSWORD (make run writes one into .env).")
+        staff = User.objects.filter(email=email).first() or User.objects.create_superuser(email=email)
+        staff.is_staff = staff.is_superuser = True
+        staff.set_password(password)
+        staff.save()
+        customer = User.objects.filter(email="customer@example.com").first() or User.objects.create_user(
+            email="customer@example.com", phone="+15550100001"
+        )
+        customer.set_password(password)
+        customer.save()
+        self.stdout.write(f"demo staff user:    {email} / {password}")
+        self.stdout.write(f"demo customer user: customer@example.com / {password}")

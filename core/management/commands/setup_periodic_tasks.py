@@ -1,0 +1,39 @@
+import json
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from config.periodic import PERIODIC_TASKS
+
+
+class Command(BaseCommand):
+    help = "Install the periodic tasks declared in config/periodic.py (idempotent; keeps staff edits)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--reset", action="store_true", help="Put the declared schedules back.")
+
+    @transaction.atomic
+    def handle(self, *args, reset: bool = False, **options):
+        for spec in PERIODIC_TASKS:
+            interval, _ = IntervalSchedule.objects.get_or_create(
+                every=spec.every_seconds, period=IntervalSchedule.SECONDS
+            )
+            declared = {
+                "task": spec.task,
+                "args": json.dumps(spec.args),
+                "description": spec.description,
+                "expire_seconds": spec.expires_seconds,
+            }
+            task = PeriodicTask.objects.filter(name=spec.name).first()
+            if task is None:
+                PeriodicTask.objects.create(name=spec.name, interval=interval, **declared)
+                self.stdout.write(f"created {spec.name} (every {spec.every_seconds}s)")
+            elif reset:
+                for key, value in declared.items():
+                    setattr(task, key, value)
+                task.interval, task.crontab, task.solar, task.clocked, task.enabled = interval, None, None, None, True
+                task.save()
+                self.stdout.write(f"reset {spec.name} (every {spec.every_seconds}s)")
+            else:
+                self.stdout.write(f"kept {spec.name} as staff left it")
