@@ -12,6 +12,7 @@ worker and beat processes, messages in files under var/broker (no dead-lettering
 """
 
 import os
+
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
@@ -57,7 +58,12 @@ app.conf.update(
     task_send_sent_event=True,
     broker_connection_retry_on_startup=True,
     broker_connection_timeout=4,
-    task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2},
+    task_publish_retry_policy={
+        "max_retries": 3,
+        "interval_start": 0.2,
+        "interval_step": 0.5,
+        "interval_max": 2,
+    },
     task_queues=[work_queue(name) for name in QUEUE_NAMES],
     task_default_queue="default",
     task_default_exchange="default",
@@ -75,7 +81,7 @@ app.autodiscover_tasks()
 
 
 @signals.setup_logging.connect
-def _use_django_logging(**kwargs) -> None:  # noqa: ARG001
+def _use_django_logging(**kwargs) -> None:
     """Keep Django's LOGGING (JSON lines) in worker and beat instead of Celery's own."""
     import logging.config
 
@@ -96,5 +102,5 @@ def declare_topology() -> None:
 
 
 @signals.worker_init.connect
-def _declare_on_worker_start(**kwargs) -> None:  # noqa: ARG001
+def _declare_on_worker_start(**kwargs) -> None:
     declare_topology()

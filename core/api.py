@@ -23,7 +23,9 @@ def _first_message(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response({"code": exc.code, "message": exc.message, "extra": exc.extra}, status=exc.status_code)
+        return Response(
+            {"code": exc.code, "message": exc.message, "extra": exc.extra}, status=exc.status_code
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -39,6 +41,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
         extra = {"wait": exc.wait} if isinstance(exc, exceptions.Throttled) else {}
-        body = {"code": code if isinstance(code, str) else "error", "message": _first_message(detail), "extra": extra}
+        body = {
+            "code": code if isinstance(code, str) else "error",
+            "message": _first_message(detail),
+            "extra": extra,
+        }
     response.data = body
     return response

@@ -10,7 +10,9 @@ class ApplicationError(Exception):
     default_code = "application_error"
     default_message = "The request could not be completed."
 
-    def __init__(self, message: str | None = None, *, code: str | None = None, extra: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str | None = None, *, code: str | None = None, extra: dict[str, Any] | None = None
+    ):
         self.message = message or self.default_message
         self.code = code or self.default_code
         self.extra = extra or {}

@@ -52,4 +52,6 @@ def readyz(request):
             ok = False
             results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
             logger.warning("readiness check failed", extra={"check": name, "error": results[name]})
-    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": results}, status=200 if ok else 503)
+    return JsonResponse(
+        {"status": "ok" if ok else "unavailable", "checks": results}, status=200 if ok else 503
+    )

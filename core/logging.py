@@ -43,19 +43,19 @@ class RequestIdMiddleware:
         return response
 
 
-def _add_request_id_header(headers=None, **kwargs) -> None:  # noqa: ARG001
+def _add_request_id_header(headers=None, **kwargs) -> None:
     request_id = request_id_var.get()
     if request_id and headers is not None:
         headers.setdefault(REQUEST_ID_HEADER, request_id)
 
 
-def _enter_task(task_id=None, task=None, **kwargs) -> None:  # noqa: ARG001
+def _enter_task(task_id=None, task=None, **kwargs) -> None:
     task_id_var.set(task_id)
     task_name_var.set(getattr(task, "name", None))
     request_id_var.set(getattr(task.request, REQUEST_ID_HEADER, None) if task else None)
 
 
-def _leave_task(**kwargs) -> None:  # noqa: ARG001
+def _leave_task(**kwargs) -> None:
     task_id_var.set(None)
     task_name_var.set(None)
     request_id_var.set(None)

@@ -11,8 +11,9 @@ import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
-# A local .env (written by `make run`, or by hand) is read; real environment variables win.
-if (BASE_DIR / ".env").exists():
+# A local .env (written by `make run`, or by hand) is read unless DJANGO_READ_DOT_ENV=0;
+# variables already in the environment win over it.
+if env.bool("DJANGO_READ_DOT_ENV", default=True) and (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 PROJECT_NAME = env("PROJECT_NAME", default="Fulfil")
@@ -71,6 +72,7 @@ TEMPLATES = [
     },
 ]
 
+
 # --- Database -------------------------------------------------------------------------
 # Services own their transactions (CONVENTIONS.md), so no ATOMIC_REQUESTS.
 def database_from_url(url: str) -> dict:
@@ -88,8 +90,11 @@ def database_from_url(url: str) -> dict:
 
 # With no DATABASE_URL the embedded default is a SQLite file under var/ (prod requires the URL).
 (BASE_DIR / "var").mkdir(exist_ok=True)
-DATABASES = {"default": database_from_url(env("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"))}
+DATABASES = {
+    "default": database_from_url(env("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"))
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
 
 # --- Cache (Redis in production; throttling and later the catalogue cache use it) --------
 def cache_from_url(url: str) -> dict:
@@ -192,6 +197,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
 
 # --- Celery (topology and task defaults live in config/celery.py) -----------------------
 def celery_broker(url: str) -> tuple[str, dict]:

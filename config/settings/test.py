@@ -8,10 +8,10 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-only-insecure-key")
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 
 DATABASES = {
-    "default": database_from_url(
-        env("TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/test")
-    )
+    "default": database_from_url(env("TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/test"))
 }
+# Worker threads in tests open their own connections: close them after each task.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker(
     env("TEST_CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
 )
@@ -23,4 +23,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "user": "10000/min", "auth": "10000/min"}}
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "user": "10000/min", "auth": "10000/min"},
+}

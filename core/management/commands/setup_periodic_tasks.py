@@ -32,7 +32,13 @@ class Command(BaseCommand):
             elif reset:
                 for key, value in declared.items():
                     setattr(task, key, value)
-                task.interval, task.crontab, task.solar, task.clocked, task.enabled = interval, None, None, None, True
+                task.interval, task.crontab, task.solar, task.clocked, task.enabled = (
+                    interval,
+                    None,
+                    None,
+                    None,
+                    True,
+                )
                 task.save()
                 self.stdout.write(f"reset {spec.name} (every {spec.every_seconds}s)")
             else:
