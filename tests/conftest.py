@@ -32,14 +32,17 @@ def celery_worker(django_db_setup, django_db_blocker):
     Tasks travel through RabbitMQ and run in worker threads with their own database
     connections, so tests that use it need `@pytest.mark.django_db(transaction=True)`.
     """
-    with django_db_blocker.unblock(), start_worker(
-        celery_app,
-        pool="threads",
-        concurrency=4,
-        perform_ping_check=False,
-        loglevel="WARNING",
-        shutdown_timeout=30,
-    ) as worker:
+    with (
+        django_db_blocker.unblock(),
+        start_worker(
+            celery_app,
+            pool="threads",
+            concurrency=4,
+            perform_ping_check=False,
+            loglevel="WARNING",
+            shutdown_timeout=30,
+        ) as worker,
+    ):
         yield worker
 
 
