@@ -80,6 +80,7 @@ def database_from_url(url: str) -> dict:
     db["ATOMIC_REQUESTS"] = False
     if db["ENGINE"] == "django.db.backends.sqlite3":
         # Embedded default: web, worker and beat share one file; wait for locks, take them early.
+        Path(db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         db["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     else:
         db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
@@ -89,7 +90,6 @@ def database_from_url(url: str) -> dict:
 
 
 # With no DATABASE_URL the embedded default is a SQLite file under var/ (prod requires the URL).
-(BASE_DIR / "var").mkdir(exist_ok=True)
 DATABASES = {
     "default": database_from_url(env("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"))
 }
@@ -227,6 +227,21 @@ CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
 RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", default="")
+
+# --- Event backbone (core.events; see docs/events.md) ---------------------------------
+EVENTS_EXCHANGE = env("EVENTS_EXCHANGE", default="fulfil.events")  # durable topic exchange
+EVENTS_SINK = env("EVENTS_SINK", default="core.events.sinks.RabbitMQSink")
+EVENTS_BROKER_URL = env("EVENTS_BROKER_URL", default="")  # empty: the Celery broker
+EVENTS_RELAY_BATCH_SIZE = env.int("EVENTS_RELAY_BATCH_SIZE", default=500)
+EVENTS_RELAY_TIME_BUDGET = env.float("EVENTS_RELAY_TIME_BUDGET", default=20.0)  # seconds per relay task
+EVENTS_RELAY_BACKOFF = env.float("EVENTS_RELAY_BACKOFF", default=1.0)  # first wait after a broker failure
+EVENTS_RELAY_MAX_BACKOFF = env.float("EVENTS_RELAY_MAX_BACKOFF", default=60.0)
+EVENTS_CONFIRM_TIMEOUT = env.float("EVENTS_CONFIRM_TIMEOUT", default=10.0)
+EVENTS_KICK_DEDUP_SECONDS = env.int("EVENTS_KICK_DEDUP_SECONDS", default=5)
+EVENTS_SWEEP_SECONDS = env.int("EVENTS_SWEEP_SECONDS", default=5)
+EVENTS_LAG_WARNING_SECONDS = env.int("EVENTS_LAG_WARNING_SECONDS", default=60)
+EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)  # published outbox rows
+EVENTS_PROCESSED_RETENTION_DAYS = env.int("EVENTS_PROCESSED_RETENTION_DAYS", default=30)
 
 # --- Logging: one JSON line per record, with the request id or task id -----------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

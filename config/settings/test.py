@@ -4,6 +4,7 @@ from .base import *  # noqa: F403
 from .base import REST_FRAMEWORK, cache_from_url, celery_broker, database_from_url, env
 
 DEBUG = False
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-only-insecure-key")
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 

@@ -65,3 +65,14 @@ def test_dev_defaults_to_the_embedded_services():
     assert engine == "django.db.backends.sqlite3"
     assert broker.startswith("filesystem://")
     assert cache.endswith("LocMemCache")
+
+
+def test_procfile_worker_consumes_every_declared_queue():
+    from config.celery import QUEUE_NAMES
+
+    worker_line = next(
+        line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("worker:")
+    )
+    queues = worker_line.split(" -Q ", 1)[1].split()[0].split(",")
+
+    assert sorted(queues) == sorted(QUEUE_NAMES)
