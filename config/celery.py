@@ -55,7 +55,6 @@ app.conf.update(
     worker_cancel_long_running_tasks_on_connection_loss=True,
     worker_hijack_root_logger=False,
     worker_send_task_events=True,
-    task_send_sent_event=True,
     broker_connection_retry_on_startup=True,
     broker_connection_timeout=4,
     task_publish_retry_policy={

@@ -8,6 +8,8 @@ before its next run, so a late or doubled tick does no harm.
 
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
 
 @dataclass(frozen=True)
 class PeriodicTaskSpec:
@@ -23,6 +25,18 @@ class PeriodicTaskSpec:
 
 
 PERIODIC_TASKS: list[PeriodicTaskSpec] = [
+    PeriodicTaskSpec(
+        name="core.events.sweep",
+        task="core.events.sweep",
+        every_seconds=settings.EVENTS_SWEEP_SECONDS,
+        description="Publishes outbox events that no commit kick delivered (e.g. while RabbitMQ was down).",
+    ),
+    PeriodicTaskSpec(
+        name="core.events.prune",
+        task="core.events.prune",
+        every_seconds=3600,
+        description="Deletes published events, processed markers and resolved dead letters past retention.",
+    ),
     PeriodicTaskSpec(
         name="core.heartbeat",
         task="core.heartbeat",

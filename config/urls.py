@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/auth/", include("accounts.api.urls")),
+    path("api/integrations/", include("core.urls")),
     path("api/payments/", include("payments.api.urls")),
     path("api/", include("orders.api.urls")),
     path("api/bookings/", include("bookings.api.urls")),

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
 
 
 class CoreConfig(AppConfig):
@@ -9,3 +10,5 @@ class CoreConfig(AppConfig):
         from core import logging as core_logging
 
         core_logging.connect_celery_signals()
+        # Every app's event subscribers register now, in web, worker and beat alike.
+        autodiscover_modules("subscribers")

@@ -40,3 +40,10 @@ class TransitionNotAllowed(ApplicationError):
 class BusinessRuleViolation(ApplicationError):
     status_code = 422
     default_code = "business_rule"
+
+
+class TransientError(Exception):
+    """A failure that may pass if tried again (a timeout, a 5xx, a dropped connection).
+
+    Tasks and event subscribers retry it with backoff; anything else fails at once.
+    """

@@ -14,3 +14,86 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.last_seen:%Y-%m-%d %H:%M:%S}"
+
+
+class OutboxEvent(models.Model):
+    """A domain event, written in the same transaction as the change it reports.
+
+    The relay publishes unpublished rows in `seq` order and sets `published_at` only after
+    the broker confirmed them. Published rows are pruned after EVENTS_RETENTION_DAYS.
+    """
+
+    seq = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True, editable=False)
+    type = models.CharField(max_length=100, db_index=True)
+    version = models.PositiveSmallIntegerField(default=1)
+    source = models.CharField(max_length=50)
+    aggregate_id = models.CharField(max_length=100, blank=True, db_index=True)
+    occurred_at = models.DateTimeField(db_index=True)
+    data = models.JSONField()
+    published_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [
+            models.Index(
+                fields=["seq"], condition=models.Q(published_at__isnull=True), name="outbox_unpublished"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+    @property
+    def envelope(self) -> dict:
+        return {
+            "id": str(self.event_id),
+            "type": self.type,
+            "version": self.version,
+            "occurred_at": self.occurred_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "source": self.source,
+            "data": self.data,
+        }
+
+
+class ProcessedEvent(models.Model):
+    """(event, subscriber) pairs whose effect committed: a redelivery finds its row and stops."""
+
+    event_id = models.UUIDField()
+    subscriber = models.CharField(max_length=200)
+    processed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["event_id", "subscriber"], name="processed_event_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber} <- {self.event_id}"
+
+
+class DeadLetter(models.Model):
+    """A subscriber that still failed after its retries; staff inspect and replay it."""
+
+    event_id = models.UUIDField()
+    event_type = models.CharField(max_length=100, db_index=True)
+    subscriber = models.CharField(max_length=200, db_index=True)
+    envelope = models.JSONField()
+    error = models.TextField()
+    traceback = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-last_failed_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["event_id", "subscriber"], name="dead_letter_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber} x {self.event_type} {self.event_id}"

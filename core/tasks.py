@@ -1,6 +1,9 @@
 from celery import shared_task
 
+from core.events.tasks import prune, relay, sweep
 from core.services import heartbeat_record
+
+__all__ = ["heartbeat", "prune", "relay", "sweep"]
 
 
 @shared_task(name="core.heartbeat", acks_late=True, expires=60)

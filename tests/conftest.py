@@ -1,12 +1,21 @@
 """Shared fixtures: a real Celery worker consuming from RabbitMQ, a Redis client, an API client."""
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable
 
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
 from django.conf import settings
+from django.db import connection
 from rest_framework.test import APIClient
 
 from config.celery import app as celery_app
@@ -25,13 +34,15 @@ def wait_for(
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or condition}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def celery_worker(django_db_setup, django_db_blocker):
     """A real Celery worker (threads pool, in this process) consuming every project queue.
 
     Tasks travel through RabbitMQ and run in worker threads with their own database
     connections, so tests that use it need `@pytest.mark.django_db(transaction=True)`.
+    One per test, so a test that runs its own worker process has the queues to itself.
     """
+    celery_app.control.purge()  # nothing left over from earlier tests reaches this worker
     with (
         django_db_blocker.unblock(),
         start_worker(
@@ -43,7 +54,31 @@ def celery_worker(django_db_setup, django_db_blocker):
             shutdown_timeout=30,
         ) as worker,
     ):
+        # The event loop sleeps until its next timer (up to 10 s) and only then sees the
+        # request to stop: a 0.2 s timer makes the teardown prompt.
+        worker.hub.call_repeatedly(0.2, lambda: None)
         yield worker
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redis():
+    """Each test starts with an empty cache database: no relay kick flag or backoff left over."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def finished_tasks():
+    """Task id -> return value of every task the in-process worker finished during the test."""
+    finished: dict[str, object] = {}
+
+    def record(task_id=None, retval=None, **kwargs):
+        finished[task_id] = retval
+
+    task_postrun.connect(record, weak=False)
+    yield finished
+    task_postrun.disconnect(record)
 
 
 @pytest.fixture
@@ -56,3 +91,79 @@ def redis_client():
 @pytest.fixture
 def api_client():
     return APIClient()
+
+
+class WorkerProcess:
+    """A real `celery worker` process (prefork) on the test database, that a test can kill."""
+
+    def __init__(self, queues: str, concurrency: int = 1):
+        self.hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
+        db = connection.settings_dict
+        env = os.environ | {
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "DJANGO_READ_DOT_ENV": "0",
+        }
+        self.process = subprocess.Popen(  # noqa: S603 - fixed arguments
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "-Q",
+                queues,
+                "-n",
+                self.hostname,
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "WARNING",
+            ],
+            env=env,
+            start_new_session=True,  # its own process group, so kill() takes the pool children too
+        )
+        name = self.hostname.replace("%h", socket.gethostname())
+        wait_for(
+            lambda: (
+                self.process.poll() is not None or celery_app.control.ping(destination=[name], timeout=0.5)
+            ),
+            timeout=30,
+            what="the worker process to answer ping",
+        )
+        assert self.process.poll() is None, "the worker process exited at start"
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once: no goodbye to RabbitMQ."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker_processes(django_db_setup):
+    """Start real worker processes with `start(queues)`; all are stopped at the end."""
+    started: list[WorkerProcess] = []
+
+    def start(queues: str, concurrency: int = 1) -> WorkerProcess:
+        worker = WorkerProcess(queues, concurrency)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,63 @@
+"""Pruning and replay: the housekeeping staff and beat do on the backbone."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from core.events.registry import SUBSCRIBERS
+from core.models import DeadLetter, OutboxEvent, ProcessedEvent
+
+PRUNE_CHUNK = 5000
+
+
+def _delete_in_chunks(queryset) -> int:
+    deleted = 0
+    while True:
+        pks = list(queryset.values_list("pk", flat=True)[:PRUNE_CHUNK])
+        if not pks:
+            return deleted
+        deleted += queryset.model.objects.filter(pk__in=pks).delete()[0]
+
+
+def events_prune() -> dict[str, int]:
+    """Delete published events, processed markers and resolved dead letters past retention."""
+    now = timezone.now()
+    published_cutoff = now - timedelta(days=settings.EVENTS_RETENTION_DAYS)
+    processed_cutoff = now - timedelta(days=settings.EVENTS_PROCESSED_RETENTION_DAYS)
+    return {
+        "events": _delete_in_chunks(
+            OutboxEvent.objects.filter(published_at__isnull=False, published_at__lt=published_cutoff)
+        ),
+        "processed": _delete_in_chunks(ProcessedEvent.objects.filter(processed_at__lt=processed_cutoff)),
+        "dead_letters": _delete_in_chunks(DeadLetter.objects.filter(resolved_at__lt=processed_cutoff)),
+    }
+
+
+class ReplayError(Exception):
+    pass
+
+
+def dead_letter_replay(*, dead_letter_id: int) -> DeadLetter:
+    """Send a dead letter's event to its subscriber again (through the broker, after commit).
+
+    The subscriber runs once more with its usual retries; if it succeeds, the row is
+    resolved; if it fails for good, the row gets the new error and its attempts.
+    """
+    with transaction.atomic():
+        letter = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
+        if letter.resolved_at is not None:
+            return letter
+        sub = SUBSCRIBERS.get(letter.subscriber)
+        if sub is None:
+            raise ReplayError(f"no subscriber named {letter.subscriber} is registered any more")
+        letter.replayed_at = timezone.now()
+        letter.save(update_fields=["replayed_at"])
+        envelope = letter.envelope
+        transaction.on_commit(
+            lambda: sub.task.apply_async(
+                args=[envelope], kwargs={"replay": True}, task_id=sub.task_id(envelope["id"]), queue=sub.queue
+            )
+        )
+    return letter

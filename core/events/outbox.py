@@ -1,0 +1,75 @@
+"""publish(): write an event into the outbox, inside the caller's transaction."""
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+
+from core.events.types import EVENT_TYPES
+from core.models import OutboxEvent
+
+logger = logging.getLogger(__name__)
+KICK_KEY = "events:relay:kicked"
+
+
+class EventError(Exception):
+    """An event that cannot be published: unknown type, bad data, or no transaction."""
+
+
+def publish(event_type: str, data: dict[str, Any], *, aggregate_id: str | None = None) -> OutboxEvent:
+    """Record `event_type` with `data` in the outbox, in the caller's open transaction.
+
+    The event exists if and only if the transaction commits; after the commit the relay
+    delivers it. `aggregate_id` defaults to data["<domain>_id"] (payment_id for
+    payment.*): events of one aggregate reach the exchange in the order they were published.
+    Raises EventError (and so rolls the caller back) for an unknown type, data that does not
+    serialize to JSON, or a call outside transaction.atomic().
+    """
+    source = EVENT_TYPES.get(event_type)
+    if source is None:
+        raise EventError(f"unknown event type {event_type!r}; register it in core.events.types")
+    if not transaction.get_connection().in_atomic_block:
+        raise EventError(f"publish({event_type!r}) must be called inside transaction.atomic()")
+    if not isinstance(data, dict):
+        raise EventError(f"the data of {event_type} must be a dict, not {type(data).__name__}")
+    try:
+        # Decimal, UUID and datetime become strings; anything else that is not JSON is refused.
+        payload = json.loads(json.dumps(data, cls=DjangoJSONEncoder, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise EventError(f"the data of {event_type} does not serialize to JSON: {exc}") from exc
+    if aggregate_id is None:
+        aggregate_id = str(payload.get(f"{event_type.split('.')[0]}_id", ""))
+    event = OutboxEvent.objects.create(
+        event_id=uuid.uuid4(),
+        type=event_type,
+        source=source,
+        aggregate_id=aggregate_id[:100],
+        occurred_at=timezone.now(),
+        data=payload,
+    )
+    transaction.on_commit(relay_kick, robust=True)
+    return event
+
+
+def relay_kick() -> None:
+    """Ask a worker to run the relay now; the commits of a burst share one kick.
+
+    Never raises: with the broker or the cache down, the beat sweep delivers the event.
+    """
+    try:
+        if not cache.add(KICK_KEY, 1, timeout=settings.EVENTS_KICK_DEDUP_SECONDS):
+            return
+    except Exception:  # noqa: BLE001 - no cache: kick anyway, the relay is idempotent
+        logger.warning("cache unavailable; kicking the event relay without de-duplication")
+    from core.events.tasks import relay
+
+    try:
+        relay.apply_async(retry=False)
+    except Exception:
+        logger.warning("could not kick the event relay; the beat sweep will deliver", exc_info=True)

@@ -1,0 +1,205 @@
+"""The relay: outbox rows -> the events exchange and one Celery task per matching subscriber.
+
+One batch at a time (a PostgreSQL advisory lock serialises relays, so rows reach the broker
+in `seq` order and per-aggregate order holds), rows claimed with FOR UPDATE SKIP LOCKED,
+published on one confirming channel, and marked published in the same transaction only
+after the broker confirmed every message of the batch. If the broker cannot be reached, the
+batch's rows get an attempt and the error, and the whole relay backs off (exponentially, up
+to EVENTS_RELAY_MAX_BACKOFF seconds) so that no later row can overtake an earlier one.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.signals import setting_changed
+from django.db import OperationalError, connection, transaction
+from django.db.models import F
+from django.dispatch import receiver
+from django.utils import timezone
+
+from config.celery import QUEUE_NAMES, dead_letter_queue, work_queue
+from core.events.registry import subscribers_for
+from core.events.sinks import BrokerUnavailable, ConfirmingPublisher, events_exchange, load_sink
+from core.models import OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+RELAY_LOCK_ID = 0x6576_656E_7473  # "events": the advisory lock that serialises relays
+BACKOFF_KEY = "events:relay:backoff"
+
+_publisher: ConfirmingPublisher | None = None
+
+
+@dataclass
+class RelayResult:
+    published: int = 0
+    batches: int = 0
+    failed: bool = False
+    more: bool = False  # the time budget ran out with rows still waiting
+    skipped: bool = False  # backing off after a broker failure
+
+
+def _get_publisher() -> ConfirmingPublisher:
+    """The process's relay connection, opened on first use and reused across runs."""
+    global _publisher
+    if _publisher is None:
+        publisher = ConfirmingPublisher(
+            settings.EVENTS_BROKER_URL or settings.CELERY_BROKER_URL,
+            transport_options={
+                k: v for k, v in settings.CELERY_BROKER_TRANSPORT_OPTIONS.items() if k != "confirm_publish"
+            },
+        ).open()
+        publisher.declare(
+            events_exchange(),
+            *(work_queue(n) for n in QUEUE_NAMES),
+            *(dead_letter_queue(n) for n in QUEUE_NAMES),
+        )
+        _publisher = publisher
+    return _publisher
+
+
+def _drop_publisher() -> None:
+    global _publisher
+    if _publisher is not None:
+        _publisher.close()
+        _publisher = None
+
+
+@receiver(setting_changed)
+def _reconnect_on_settings_change(setting: str, **kwargs) -> None:
+    if setting in {"EVENTS_BROKER_URL", "CELERY_BROKER_URL"}:
+        _drop_publisher()
+
+
+def _backoff_state() -> dict:
+    try:
+        return cache.get(BACKOFF_KEY) or {}
+    except Exception:  # noqa: BLE001 - without a cache, no backoff: try the broker
+        return {}
+
+
+def _backoff_record_failure() -> float:
+    state = _backoff_state()
+    failures = state.get("failures", 0) + 1
+    delay = min(settings.EVENTS_RELAY_MAX_BACKOFF, settings.EVENTS_RELAY_BACKOFF * 2 ** (failures - 1))
+    try:
+        cache.set(BACKOFF_KEY, {"failures": failures, "until": time.time() + delay}, timeout=3600)
+    except Exception:  # noqa: BLE001
+        logger.warning("cache unavailable; relay backoff not recorded")
+    return delay
+
+
+def _backoff_clear() -> None:
+    if _backoff_state():
+        cache.delete(BACKOFF_KEY)
+
+
+def _lock_relay() -> bool:
+    """Take the relay lock for this transaction; False if another relay kept it too long."""
+    if connection.vendor != "postgresql":
+        return True  # SQLite (embedded default): IMMEDIATE transactions already serialise writers
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL lock_timeout = '5s'")
+        try:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RELAY_LOCK_ID])
+        except OperationalError:
+            return False
+    return True
+
+
+def relay_batch(*, batch_size: int) -> int:
+    """Publish one batch of the oldest unpublished events; the number published (0: none left)."""
+    with transaction.atomic():
+        if not _lock_relay():
+            return 0
+        rows = list(
+            OutboxEvent.objects.select_for_update(skip_locked=True)
+            .filter(published_at__isnull=True)
+            .order_by("seq")[:batch_size]
+        )
+        if not rows:
+            return 0
+        seqs = [row.seq for row in rows]
+        try:
+            _publish_rows(rows)
+        except Exception as exc:  # noqa: BLE001 - any failure: the rows wait, with the error
+            _drop_publisher()
+            failure = (
+                exc
+                if isinstance(exc, BrokerUnavailable)
+                else BrokerUnavailable(f"{type(exc).__name__}: {exc}")
+            )
+            OutboxEvent.objects.filter(seq__in=seqs).update(
+                attempts=F("attempts") + 1, last_error=str(failure)[:2000]
+            )
+        else:
+            failure = None
+            OutboxEvent.objects.filter(seq__in=seqs).update(
+                published_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
+            )
+    if failure is not None:
+        raise failure
+    return len(rows)
+
+
+def _publish_rows(rows: list[OutboxEvent]) -> None:
+    """Send each row's envelope to the sink and to its subscribers; return once all are confirmed."""
+    publisher = _get_publisher()
+    sink = load_sink(publisher)
+    for row in rows:
+        envelope = row.envelope
+        sink.publish(envelope)
+        for sub in subscribers_for(row.type):
+            sub.task.apply_async(
+                args=[envelope],
+                task_id=sub.task_id(envelope["id"]),
+                queue=sub.queue,
+                producer=publisher.producer,
+                retry=False,
+            )
+            publisher.sent()
+    sink.flush()
+    publisher.wait_for_confirms(timeout=settings.EVENTS_CONFIRM_TIMEOUT)
+
+
+def relay_run(
+    *, time_budget: float | None = None, batch_size: int | None = None, force: bool = False
+) -> RelayResult:
+    """Publish unpublished events, batch after batch, until none are left or the budget is spent."""
+    result = RelayResult()
+    state = _backoff_state()
+    if not force and state.get("until", 0) > time.time():
+        result.skipped = True
+        return result
+    budget = settings.EVENTS_RELAY_TIME_BUDGET if time_budget is None else time_budget
+    deadline = time.monotonic() + budget
+    while True:
+        try:
+            published = relay_batch(batch_size=batch_size or settings.EVENTS_RELAY_BATCH_SIZE)
+        except BrokerUnavailable as exc:
+            delay = _backoff_record_failure()
+            logger.warning(
+                "event relay cannot publish; backing off", extra={"error": str(exc), "backoff_s": delay}
+            )
+            result.failed = True
+            return result
+        if not published:
+            break
+        result.published += published
+        result.batches += 1
+        if time.monotonic() >= deadline:
+            result.more = True
+            break
+    _backoff_clear()
+    return result
+
+
+def outbox_lag_seconds() -> float:
+    """Age of the oldest unpublished event (0 when everything is published)."""
+    oldest = (
+        OutboxEvent.objects.filter(published_at__isnull=True).order_by("seq").values("occurred_at").first()
+    )
+    return (timezone.now() - oldest["occurred_at"]).total_seconds() if oldest else 0.0

@@ -1,0 +1,114 @@
+"""How a subscriber runs inside a worker: once per event, retried, then dead-lettered."""
+
+import logging
+import traceback as tb
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from celery import Task
+from django.db import connection, transaction
+from django.utils import timezone
+
+from config.celery import app
+from core.models import DeadLetter, ProcessedEvent
+
+if TYPE_CHECKING:
+    from core.events.registry import Subscriber
+
+logger = logging.getLogger(__name__)
+
+
+def claim_processing(*, event_id: str, subscriber: str) -> bool:
+    """Insert (event, subscriber) into ProcessedEvent in the open transaction; False if already there.
+
+    A concurrent delivery of the same event waits on the unique index until this transaction
+    ends: if it commits, the other finds the row; if it rolls back, the other goes ahead.
+    """
+    meta = ProcessedEvent._meta
+    table = connection.ops.quote_name(meta.db_table)
+    event_id_db = meta.get_field("event_id").get_db_prep_value(uuid.UUID(event_id), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (event_id, subscriber, processed_at) VALUES (%s, %s, %s) "  # noqa: S608
+            "ON CONFLICT (event_id, subscriber) DO NOTHING RETURNING 1",
+            [event_id_db, subscriber, timezone.now()],
+        )
+        return cursor.fetchone() is not None
+
+
+def dead_letter_record(
+    *, subscriber: str, envelope: dict[str, Any], exc: BaseException, attempts: int, trace: str
+):
+    now = timezone.now()
+    with transaction.atomic():
+        letter, created = DeadLetter.objects.select_for_update().get_or_create(
+            event_id=envelope["id"],
+            subscriber=subscriber,
+            defaults={
+                "event_type": envelope["type"],
+                "envelope": envelope,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": trace,
+                "attempts": attempts,
+                "first_failed_at": now,
+                "last_failed_at": now,
+            },
+        )
+        if not created:
+            letter.error = f"{type(exc).__name__}: {exc}"
+            letter.traceback = trace
+            letter.attempts += attempts
+            letter.last_failed_at = now
+            letter.resolved_at = None
+            letter.save(update_fields=["error", "traceback", "attempts", "last_failed_at", "resolved_at"])
+    return letter
+
+
+class SubscriberTask(Task):
+    """Base for subscriber tasks: records a dead letter when the last attempt fails."""
+
+    subscriber: "Subscriber"
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        envelope = args[0] if args else kwargs["envelope"]
+        logger.error(
+            "subscriber dead-lettered",
+            extra={"subscriber": self.subscriber.name, "event_id": envelope["id"], "error": str(exc)},
+        )
+        dead_letter_record(
+            subscriber=self.subscriber.name,
+            envelope=envelope,
+            exc=exc,
+            attempts=self.request.retries + 1,
+            trace="".join(tb.format_exception(exc))[-20000:],
+        )
+
+
+def make_subscriber_task(sub: "Subscriber") -> Task:
+    def run(self, envelope: dict[str, Any], replay: bool = False) -> str:
+        from core.events.registry import Event
+
+        event = Event.from_envelope(envelope)
+        with transaction.atomic():
+            if not claim_processing(event_id=envelope["id"], subscriber=sub.name):
+                return "already processed"
+            sub.func(event)
+            if replay:
+                DeadLetter.objects.filter(
+                    event_id=event.id, subscriber=sub.name, resolved_at__isnull=True
+                ).update(resolved_at=timezone.now())
+        return "processed"
+
+    return app.task(
+        run,
+        name=f"events.{sub.name}",
+        base=SubscriberTask,
+        bind=True,
+        subscriber=sub,
+        acks_late=True,
+        autoretry_for=sub.retry_for,
+        max_retries=sub.max_retries,
+        retry_backoff=sub.retry_backoff,
+        retry_backoff_max=600,
+        retry_jitter=sub.retry_jitter,
+    )

@@ -1,0 +1,37 @@
+"""Celery adapters of the event backbone (queue `events`)."""
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
+
+from core.events import maintenance
+from core.events.outbox import KICK_KEY, relay_kick
+from core.events.relay import outbox_lag_seconds, relay_run
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="core.events.relay", acks_late=True, ignore_result=True)
+def relay() -> None:
+    """Kicked after commits: publish everything waiting in the outbox."""
+    cache.delete(KICK_KEY)  # a commit from now on kicks again, so nothing waits for the sweep
+    if relay_run().more:
+        relay_kick()
+
+
+@shared_task(name="core.events.sweep", acks_late=True, ignore_result=True)
+def sweep() -> None:
+    """Every few seconds (beat): publish what no kick delivered, e.g. while the broker was down."""
+    result = relay_run()
+    if result.more:
+        relay_kick()
+    lag = outbox_lag_seconds()
+    if lag > settings.EVENTS_LAG_WARNING_SECONDS:
+        logger.warning("outbox lagging", extra={"oldest_unpublished_s": round(lag, 1)})
+
+
+@shared_task(name="core.events.prune", acks_late=True, ignore_result=True)
+def prune() -> None:
+    maintenance.events_prune()

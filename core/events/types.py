@@ -1,0 +1,32 @@
+"""The event types the system knows, each with the app that publishes it (the envelope's source)."""
+
+EVENT_TYPES: dict[str, str] = {
+    "payment.created": "payments",
+    "payment.completed": "payments",
+    "payment.failed": "payments",
+    "payment.cancelled": "payments",
+    "payment.refunded": "payments",
+    "order.created": "orders",
+    "order.paid": "orders",
+    "order.cancelled": "orders",
+    "order.fulfilled": "orders",
+    "booking.created": "bookings",
+    "booking.confirmed": "bookings",
+    "booking.cancelled": "bookings",
+    "booking.expired": "bookings",
+    "subscription.created": "subscriptions",
+    "subscription.renewed": "subscriptions",
+    "subscription.cancelled": "subscriptions",
+    "toybox.created": "subscriptions",
+    "product.updated": "orders",
+    "stock.low": "orders",
+    "notification.sent": "notifications",
+    "notification.failed": "notifications",
+}
+
+
+def register_event_type(event_type: str, *, source: str) -> None:
+    """Add an event type (an app's own, e.g. a reminder) before anything publishes it."""
+    if EVENT_TYPES.get(event_type, source) != source:
+        raise ValueError(f"{event_type} is already published by {EVENT_TYPES[event_type]}")
+    EVENT_TYPES[event_type] = source
