@@ -208,7 +208,8 @@ def celery_broker(url: str) -> tuple[str, dict]:
     With an AMQP URL: publisher confirms, so a publish returns only once RabbitMQ has it.
     """
     if url:
-        return url, {"confirm_publish": True}
+        # Fail fast when the broker is down (a request must not hang on it): two tries, 1 s apart.
+        return url, {"confirm_publish": True, "max_retries": 2, "interval_start": 0, "interval_step": 1}
     root = Path(env("CELERY_FILESYSTEM_BROKER_DIR", default=str(BASE_DIR / "var" / "broker")))
     folders = {"queue": root / "queue", "processed": root / "processed", "control": root / "control"}
     for folder in folders.values():
@@ -226,6 +227,9 @@ CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker(env("CELERY_B
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
+# Celery's Django fixup closes the worker's database connection around every task unless
+# told to reuse it: reconnecting per task costs more than most tasks. Closed every N tasks.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
 RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", default="")
 
 # --- Event backbone (core.events; see docs/events.md) ---------------------------------

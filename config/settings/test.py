@@ -13,6 +13,7 @@ DATABASES = {
 }
 # Worker threads in tests open their own connections: close them after each task.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+CELERY_DB_REUSE_MAX = 0
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker(
     env("TEST_CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
 )
