@@ -34,6 +34,8 @@ class OutboxEvent(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # The request (or task) that published it: carried to the subscribers' tasks for the logs.
+    request_id = models.CharField(max_length=128, blank=True)
 
     class Meta:
         ordering = ["seq"]

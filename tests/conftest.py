@@ -82,6 +82,13 @@ def finished_tasks():
 
 
 @pytest.fixture
+def celery_app_without_worker():
+    """For tests that only enqueue: whatever they send is purged from the queues afterwards."""
+    yield celery_app
+    celery_app.control.purge()
+
+
+@pytest.fixture
 def redis_client():
     client = redis.Redis.from_url(settings.REDIS_URL)
     yield client

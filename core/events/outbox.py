@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.events.types import EVENT_TYPES
+from core.logging import request_id_var
 from core.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ def publish(event_type: str, data: dict[str, Any], *, aggregate_id: str | None =
         aggregate_id=aggregate_id[:100],
         occurred_at=timezone.now(),
         data=payload,
+        request_id=request_id_var.get() or "",
     )
-    transaction.on_commit(relay_kick, robust=True)
+    db = transaction.get_connection()
+    if not any(func is relay_kick for _, func, _ in db.run_on_commit):
+        transaction.on_commit(relay_kick, robust=True)  # one kick per transaction
     return event
 
 

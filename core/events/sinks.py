@@ -79,24 +79,17 @@ class ConfirmingPublisher:
         self._nacked |= nacked
         self._unconfirmed -= nacked
 
-    def sent(self) -> None:
-        """Count one message published on the channel (its delivery tag, for confirms)."""
+    def publish(self, body: Any, *, exchange: Exchange | str, routing_key: str, **properties: Any) -> None:
+        """Publish one persistent message (a str is sent as JSON text; pass serializer= otherwise)."""
+        if isinstance(body, str):
+            properties.setdefault("content_type", "application/json")
+            properties.setdefault("content_encoding", "utf-8")
+        self.producer.publish(
+            body, exchange=exchange, routing_key=routing_key, delivery_mode=2, retry=False, **properties
+        )
         self._sent += 1
         if self.confirms:
             self._unconfirmed.add(self._sent)
-
-    def publish(self, body: str, *, exchange: Exchange | str, routing_key: str, **properties: Any) -> None:
-        self.producer.publish(
-            body,
-            exchange=exchange,
-            routing_key=routing_key,
-            content_type="application/json",
-            content_encoding="utf-8",
-            delivery_mode=2,
-            retry=False,
-            **properties,
-        )
-        self.sent()
 
     def wait_for_confirms(self, timeout: float) -> None:
         if not self.confirms:

@@ -1,0 +1,136 @@
+"""Staff views of the backbone: the events API, the admin pages, pruning."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from accounts.models import User
+from core import events
+from core.events.maintenance import events_prune
+from core.models import DeadLetter, OutboxEvent, ProcessedEvent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff():
+    return User.objects.create_user(email="ops@example.com", password="pw-123456789", is_staff=True)
+
+
+@pytest.fixture
+def some_events():
+    with transaction.atomic():
+        created = events.publish("payment.created", {"payment_id": "pay_1"})
+        completed = events.publish("payment.completed", {"payment_id": "pay_1"})
+        paid = events.publish("order.paid", {"order_id": "A-1"})
+    OutboxEvent.objects.filter(pk=created.pk).update(occurred_at=timezone.now() - timedelta(days=2))
+    return created, completed, paid
+
+
+def get_events(api_client, user, **params):
+    token = Token.objects.create(user=user)
+    return api_client.get("/api/integrations/events", params, HTTP_AUTHORIZATION=f"Token {token.key}")
+
+
+def test_events_api_is_for_staff_only(api_client, some_events):
+    customer = User.objects.create_user(email="c@example.com", password="pw-123456789")
+
+    assert api_client.get("/api/integrations/events").status_code == 401
+    assert get_events(api_client, customer).status_code == 403
+
+
+def test_events_api_lists_newest_first_with_the_envelope(api_client, staff, some_events):
+    created, completed, paid = some_events
+
+    body = get_events(api_client, staff).json()
+
+    assert body["count"] == 3
+    assert [e["id"] for e in body["results"]] == [
+        str(paid.event_id),
+        str(completed.event_id),
+        str(created.event_id),
+    ]
+    assert body["results"][0]["data"] == {"order_id": "A-1"}
+    assert body["results"][0]["source"] == "orders"
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"type": "payment.completed"}, ["completed"]),
+        ({"type": "payment."}, ["completed", "created"]),
+        ({"aggregate_id": "pay_1"}, ["completed", "created"]),
+        ({"occurred_before": "__yesterday__"}, ["created"]),
+        ({"occurred_after": "__yesterday__", "type": "payment."}, ["completed"]),
+    ],
+)
+def test_events_api_filters(api_client, staff, some_events, params, expected):
+    names = dict(zip(["created", "completed", "paid"], some_events, strict=True))
+    yesterday = (timezone.now() - timedelta(days=1)).isoformat()
+    params = {k: (yesterday if v == "__yesterday__" else v) for k, v in params.items()}
+
+    body = get_events(api_client, staff, **params).json()
+
+    assert [e["id"] for e in body["results"]] == [str(names[n].event_id) for n in expected]
+
+
+def test_events_api_rejects_a_bad_date(api_client, staff):
+    response = get_events(api_client, staff, occurred_after="yesterday-ish")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+
+
+def test_outbox_admin_shows_the_lag_of_the_oldest_unpublished(client, some_events):
+    admin = User.objects.create_superuser(email="root@example.com", password="pw-123456789")
+    client.force_login(admin)
+
+    page = client.get("/admin/core/outboxevent/").content.decode()
+
+    assert "Outbox: 3 unpublished, oldest waiting" in page
+
+
+def test_dead_letter_admin_replay_action(client, some_events, celery_app_without_worker):
+    admin = User.objects.create_superuser(email="root@example.com", password="pw-123456789")
+    client.force_login(admin)
+    envelope = OutboxEvent.objects.get(type="order.paid").envelope
+    now = timezone.now()
+    letter = DeadLetter.objects.create(
+        event_id=envelope["id"],
+        event_type="order.paid",
+        subscriber="tests.order_paid_audit",
+        envelope=envelope,
+        error="TransientError: boom",
+        attempts=4,
+        first_failed_at=now,
+        last_failed_at=now,
+    )
+
+    response = client.post(
+        "/admin/core/deadletter/",
+        {"action": "replay", "_selected_action": [letter.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "1 dead letters sent to their subscribers again" in response.content.decode()
+    letter.refresh_from_db()
+    assert letter.replayed_at is not None
+
+
+def test_prune_keeps_what_is_recent_or_unpublished(some_events):
+    created, completed, paid = some_events
+    long_ago = timezone.now() - timedelta(days=400)
+    OutboxEvent.objects.filter(pk__in=[created.pk, completed.pk]).update(published_at=long_ago)
+    ProcessedEvent.objects.create(event_id=created.event_id, subscriber="x")
+    ProcessedEvent.objects.filter(event_id=created.event_id).update(processed_at=long_ago)
+    ProcessedEvent.objects.create(event_id=completed.event_id, subscriber="x")
+
+    result = events_prune()
+
+    assert result == {"events": 2, "processed": 1, "dead_letters": 0}
+    assert list(OutboxEvent.objects.values_list("pk", flat=True)) == [paid.pk]
+    assert ProcessedEvent.objects.get().event_id == completed.event_id
