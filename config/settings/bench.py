@@ -1,0 +1,14 @@
+"""Benchmarks (bench/): the local services of the tests, but a database of their own and
+production's connection handling, so that what is measured is what production would do."""
+
+from .base import CELERY_DB_REUSE_MAX as PRODUCTION_DB_REUSE_MAX
+from .base import database_from_url, env
+from .test import *  # noqa: F403
+
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "tests.testapp"]
+DATABASES = {
+    "default": database_from_url(
+        env("BENCH_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/fulfil_bench")
+    )
+}
+CELERY_DB_REUSE_MAX = PRODUCTION_DB_REUSE_MAX
