@@ -18,6 +18,7 @@ from core import events
 from core.events.registry import SUBSCRIBERS
 from core.events.relay import relay_run
 from core.events.tasks import sweep
+from core.logging import request_id_var
 from core.models import DeadLetter, OutboxEvent, ProcessedEvent
 from tests.conftest import wait_for
 from tests.testapp.models import Effect
@@ -107,6 +108,18 @@ def test_subscribers_run_once_per_matching_event(celery_worker):
     assert sorted(Effect.objects.values_list("subscriber", flat=True)) == ["order_effect", "order_paid_audit"]
     assert ProcessedEvent.objects.filter(event_id=paid.event_id).count() == 2
     assert OutboxEvent.objects.get(pk=paid.pk).published_at is not None
+
+
+def test_the_publishing_request_id_reaches_the_subscriber(celery_worker):
+    token = request_id_var.set("req-checkout-7")
+    try:
+        with transaction.atomic():
+            created = events.publish("order.created", {"order_id": "A-5"})
+    finally:
+        request_id_var.reset(token)
+
+    effect = wait_for(lambda: Effect.objects.filter(event_id=created.event_id).first(), what="the effect")
+    assert effect.request_id == "req-checkout-7"
 
 
 def test_a_redelivered_event_has_no_second_effect(celery_worker, finished_tasks):

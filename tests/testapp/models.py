@@ -8,6 +8,7 @@ class Effect(models.Model):
     event_type = models.CharField(max_length=100)
     subscriber = models.CharField(max_length=100)
     aggregate_id = models.CharField(max_length=100, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

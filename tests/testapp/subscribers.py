@@ -7,6 +7,7 @@ from django.conf import settings
 
 from core import events
 from core.errors import TransientError
+from core.logging import request_id_var
 from tests.testapp.models import Effect
 
 
@@ -20,6 +21,7 @@ def _record(event: events.Event, subscriber: str) -> None:
         event_type=event.type,
         subscriber=subscriber,
         aggregate_id=str(event.data.get("order_id", "")),
+        request_id=request_id_var.get() or "",
     )
 
 
