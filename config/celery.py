@@ -105,3 +105,16 @@ def declare_topology() -> None:
 @signals.worker_init.connect
 def _declare_on_worker_start(**kwargs) -> None:
     declare_topology()
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _drop_broken_db_connections(**kwargs) -> None:
+    """As Django does around each request: close a connection that errored or outlived CONN_MAX_AGE.
+
+    Celery's Django fixup reuses connections for CELERY_DB_REUSE_MAX tasks without checking
+    them, so after a PostgreSQL restart a worker would otherwise keep failing on a dead one.
+    """
+    from django.db import close_old_connections
+
+    close_old_connections()

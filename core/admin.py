@@ -15,6 +15,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting an unpublished event loses it; deleting a processed marker allows a second effect.
+        return False
+
 
 @admin.register(Heartbeat)
 class HeartbeatAdmin(ReadOnlyAdmin):
@@ -60,7 +64,10 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in DeadLetter._meta.fields]
     actions = ["replay"]
 
-    @admin.action(description="Replay the selected dead letters")
+    def has_replay_permission(self, request):
+        return request.user.has_perm("core.replay_deadletter")
+
+    @admin.action(description="Replay the selected dead letters", permissions=["replay"])
     def replay(self, request, queryset):
         queued = 0
         for letter in queryset.filter(resolved_at__isnull=True):

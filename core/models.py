@@ -96,6 +96,7 @@ class DeadLetter(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["event_id", "subscriber"], name="dead_letter_once"),
         ]
+        permissions = [("replay_deadletter", "Can replay dead letters")]
 
     def __str__(self) -> str:
         return f"{self.subscriber} x {self.event_type} {self.event_id}"

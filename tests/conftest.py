@@ -135,7 +135,7 @@ class WorkerProcess:
             env=env,
             start_new_session=True,  # its own process group, so kill() takes the pool children too
         )
-        name = self.hostname.replace("%h", socket.gethostname())
+        self.name = name = self.hostname.replace("%h", socket.gethostname())
         wait_for(
             lambda: (
                 self.process.poll() is not None or celery_app.control.ping(destination=[name], timeout=0.5)

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from core.events.registry import SUBSCRIBERS
@@ -40,24 +39,25 @@ class ReplayError(Exception):
 
 
 def dead_letter_replay(*, dead_letter_id: int) -> DeadLetter:
-    """Send a dead letter's event to its subscriber again (through the broker, after commit).
+    """Send a dead letter's event to its subscriber again, through the broker.
 
     The subscriber runs once more with its usual retries; if it succeeds, the row is
-    resolved; if it fails for good, the row gets the new error and its attempts.
+    resolved; if it fails for good, the row gets the new error and its attempts. Raises
+    ReplayError when the subscriber is gone or the broker cannot take the message.
     """
-    with transaction.atomic():
-        letter = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
-        if letter.resolved_at is not None:
-            return letter
-        sub = SUBSCRIBERS.get(letter.subscriber)
-        if sub is None:
-            raise ReplayError(f"no subscriber named {letter.subscriber} is registered any more")
-        letter.replayed_at = timezone.now()
-        letter.save(update_fields=["replayed_at"])
-        envelope = letter.envelope
-        transaction.on_commit(
-            lambda: sub.task.apply_async(
-                args=[envelope], kwargs={"replay": True}, task_id=sub.task_id(envelope["id"]), queue=sub.queue
-            )
+    letter = DeadLetter.objects.get(pk=dead_letter_id)
+    if letter.resolved_at is not None:
+        return letter
+    sub = SUBSCRIBERS.get(letter.subscriber)
+    if sub is None:
+        raise ReplayError(f"no subscriber named {letter.subscriber} is registered any more")
+    envelope = letter.envelope
+    try:
+        sub.task.apply_async(
+            args=[envelope], kwargs={"replay": True}, task_id=sub.task_id(envelope["id"]), queue=sub.queue
         )
+    except Exception as exc:
+        raise ReplayError(f"the broker did not take the replay of #{letter.pk}: {exc}") from exc
+    DeadLetter.objects.filter(pk=letter.pk).update(replayed_at=timezone.now())
+    letter.refresh_from_db()
     return letter

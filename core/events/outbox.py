@@ -27,8 +27,10 @@ def publish(event_type: str, data: dict[str, Any], *, aggregate_id: str | None =
     """Record `event_type` with `data` in the outbox, in the caller's open transaction.
 
     The event exists if and only if the transaction commits; after the commit the relay
-    delivers it. `aggregate_id` defaults to data["<domain>_id"] (payment_id for
-    payment.*): events of one aggregate reach the exchange in the order they were published.
+    delivers it, in the order of the outbox rows (numbered when inserted). `aggregate_id`
+    defaults to data["<domain>_id"] (payment_id for payment.*). Events of one aggregate keep
+    their order as long as their transactions are serialised, as services do by locking the
+    aggregate's row (select_for_update) before changing it and publishing.
     Raises EventError (and so rolls the caller back) for an unknown type, data that does not
     serialize to JSON, or a call outside transaction.atomic().
     """

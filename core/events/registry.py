@@ -74,7 +74,10 @@ SUBSCRIBERS: dict[str, Subscriber] = {}
 @lru_cache(maxsize=512)
 def _pattern(pattern: str) -> re.Pattern:
     """Compile an AMQP topic pattern; a `#` takes its neighbouring dot with it."""
-    words = pattern.split(".")
+    words: list[str] = []
+    for word in pattern.split("."):
+        if not (word == "#" and words and words[-1] == "#"):  # "#.#" means "#"
+            words.append(word)
     if words == ["#"]:
         return re.compile(r".*")
     regex = ""
@@ -110,6 +113,10 @@ def subscriber(
     """
     if not patterns:
         raise ValueError("a subscriber needs at least one event pattern")
+    from config.celery import QUEUE_NAMES
+
+    if queue not in QUEUE_NAMES:
+        raise ValueError(f"subscriber queue {queue!r} is not one of the declared queues {QUEUE_NAMES}")
 
     def register(func: Callable[[Event], None]) -> Callable[[Event], None]:
         from core.events.runner import make_subscriber_task

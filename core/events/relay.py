@@ -9,9 +9,11 @@ to EVENTS_RELAY_MAX_BACKOFF seconds) so that no later row can overtake an earlie
 """
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
+from celery.signals import worker_process_shutdown
 from django.conf import settings
 from django.core.cache import cache
 from django.core.signals import setting_changed
@@ -40,7 +42,6 @@ class RelayResult:
     batches: int = 0
     failed: bool = False
     more: bool = False  # the time budget ran out with rows still waiting
-    skipped: bool = False  # backing off after a broker failure
 
 
 def _get_publisher() -> ConfirmingPublisher:
@@ -60,6 +61,20 @@ def _get_publisher() -> ConfirmingPublisher:
         )
         _publisher = publisher
     return _publisher
+
+
+def _forget_publisher_after_fork() -> None:
+    """A forked pool child must not share its parent's socket: it opens its own."""
+    global _publisher
+    _publisher = None
+
+
+os.register_at_fork(after_in_child=_forget_publisher_after_fork)
+
+
+@worker_process_shutdown.connect
+def _close_publisher_on_shutdown(**kwargs) -> None:
+    _drop_publisher()
 
 
 def _drop_publisher() -> None:
@@ -105,17 +120,22 @@ def _lock_relay() -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL lock_timeout = '5s'")
         try:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RELAY_LOCK_ID])
+            with transaction.atomic():  # a savepoint: a lock timeout must not abort the transaction
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RELAY_LOCK_ID])
         except OperationalError:
             return False
     return True
+
+
+class RelayBusy(Exception):
+    """Another relay held the lock for longer than lock_timeout: it is delivering."""
 
 
 def relay_batch(*, batch_size: int) -> int:
     """Publish one batch of the oldest unpublished events; the number published (0: none left)."""
     with transaction.atomic():
         if not _lock_relay():
-            return 0
+            raise RelayBusy
         rows = list(
             OutboxEvent.objects.select_for_update(skip_locked=True)
             .filter(published_at__isnull=True)
@@ -188,13 +208,14 @@ def relay_run(
     result = RelayResult()
     state = _backoff_state()
     if not force and state.get("until", 0) > time.time():
-        result.skipped = True
-        return result
+        return result  # backing off after a broker failure
     budget = settings.EVENTS_RELAY_TIME_BUDGET if time_budget is None else time_budget
     deadline = time.monotonic() + budget
     while True:
         try:
             published = relay_batch(batch_size=batch_size or settings.EVENTS_RELAY_BATCH_SIZE)
+        except RelayBusy:
+            return result
         except BrokerUnavailable as exc:
             delay = _backoff_record_failure()
             logger.warning(

@@ -6,7 +6,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
-from django.db import connection, transaction
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from config.celery import app
@@ -71,17 +71,23 @@ class SubscriberTask(Task):
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         envelope = args[0] if args else kwargs["envelope"]
-        logger.error(
-            "subscriber dead-lettered",
-            extra={"subscriber": self.subscriber.name, "event_id": envelope["id"], "error": str(exc)},
-        )
-        dead_letter_record(
-            subscriber=self.subscriber.name,
-            envelope=envelope,
-            exc=exc,
-            attempts=self.request.retries + 1,
-            trace="".join(tb.format_exception(exc))[-20000:],
-        )
+        context = {"subscriber": self.subscriber.name, "event_id": envelope["id"], "error": str(exc)}
+        logger.error("subscriber dead-lettered", extra=context)
+        close_old_connections()  # the failure may have been a database that went away
+        try:
+            dead_letter_record(
+                subscriber=self.subscriber.name,
+                envelope=envelope,
+                exc=exc,
+                attempts=self.request.retries + 1,
+                trace="".join(tb.format_exception(exc))[-20000:],
+            )
+        except Exception:
+            logger.critical(
+                "dead letter not recorded in the database; the message is on the dead-letter queue",
+                extra={**context, "envelope": envelope},
+                exc_info=True,
+            )
 
 
 def make_subscriber_task(sub: "Subscriber") -> Task:
@@ -90,14 +96,16 @@ def make_subscriber_task(sub: "Subscriber") -> Task:
 
         event = Event.from_envelope(envelope)
         with transaction.atomic():
-            if not claim_processing(event_id=envelope["id"], subscriber=sub.name):
-                return "already processed"
-            sub.func(event)
+            outcome = "processed"
+            if claim_processing(event_id=envelope["id"], subscriber=sub.name):
+                sub.func(event)
+            else:
+                outcome = "already processed"  # e.g. a duplicate copy succeeded after all
             if replay:
                 DeadLetter.objects.filter(
                     event_id=event.id, subscriber=sub.name, resolved_at__isnull=True
                 ).update(resolved_at=timezone.now())
-        return "processed"
+        return outcome
 
     return app.task(
         run,

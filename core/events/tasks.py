@@ -1,4 +1,8 @@
-"""Celery adapters of the event backbone (queue `events`)."""
+"""Celery adapters of the event backbone (queue `events`).
+
+These are housekeeping: a failure is logged and the next kick or sweep tries again, so they
+acknowledge failures instead of filling the dead-letter queue.
+"""
 
 import logging
 
@@ -13,15 +17,18 @@ from core.events.relay import outbox_lag_seconds, relay_run
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="core.events.relay", acks_late=True, ignore_result=True)
+@shared_task(name="core.events.relay", acks_late=True, acks_on_failure_or_timeout=True)
 def relay() -> None:
     """Kicked after commits: publish everything waiting in the outbox."""
-    cache.delete(KICK_KEY)  # a commit from now on kicks again, so nothing waits for the sweep
+    try:
+        cache.delete(KICK_KEY)  # a commit from now on kicks again, so nothing waits for the sweep
+    except Exception:  # noqa: BLE001 - no cache: kicks were not de-duplicated either
+        logger.warning("cache unavailable; could not clear the relay kick flag")
     if relay_run().more:
         relay_kick()
 
 
-@shared_task(name="core.events.sweep", acks_late=True, ignore_result=True)
+@shared_task(name="core.events.sweep", acks_late=True, acks_on_failure_or_timeout=True)
 def sweep() -> None:
     """Every few seconds (beat): publish what no kick delivered, e.g. while the broker was down."""
     result = relay_run()
@@ -32,6 +39,6 @@ def sweep() -> None:
         logger.warning("outbox lagging", extra={"oldest_unpublished_s": round(lag, 1)})
 
 
-@shared_task(name="core.events.prune", acks_late=True, ignore_result=True)
+@shared_task(name="core.events.prune", acks_late=True, acks_on_failure_or_timeout=True)
 def prune() -> None:
     maintenance.events_prune()

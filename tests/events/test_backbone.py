@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import os
+import signal
 import threading
 from io import StringIO
 from urllib.parse import unquote, urlsplit
@@ -12,7 +14,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
+from django.utils import timezone
 
+from accounts.models import User
 from config.celery import app, dead_letter_queue
 from core import events
 from core.events.registry import SUBSCRIBERS
@@ -195,6 +199,45 @@ def test_sigkill_of_the_worker_mid_subscriber_leaves_one_effect(worker_processes
     assert ProcessedEvent.objects.filter(event_id=event.event_id).count() == 1
 
 
+def test_sigkill_of_the_pool_child_after_commit_before_ack_leaves_one_effect(worker_processes, redis_client):
+    worker = worker_processes("bookings,events,default")
+    with transaction.atomic():
+        event = events.publish("booking.created", {"booking_id": "B-10", "sleep_after_commit": 5})
+
+    # The effect committed; the child still holds the message, unacknowledged.
+    child_pid = int(wait_for(lambda: redis_client.lpop(f"committed:{event.event_id}"), what="the commit"))
+    os.kill(child_pid, signal.SIGKILL)
+
+    # The worker sees its child lost, rejects the message back to the queue, and a new child
+    # gets it again: the processed-event row stops a second effect.
+    def redelivered_and_done():
+        stats = app.control.inspect(destination=[worker.name], timeout=1).stats() or {}
+        total = stats.get(worker.name, {}).get("total", {}).get("events.tests.slow_booking", 0)
+        active = (app.control.inspect(destination=[worker.name], timeout=1).active() or {}).get(worker.name)
+        return total >= 2 and active == []
+
+    wait_for(redelivered_and_done, timeout=60, interval=0.5, what="the redelivered run to finish")
+    assert Effect.objects.filter(event_id=event.event_id).count() == 1
+    assert redis_client.llen(f"started:{event.event_id}") == 1  # the second run did not get that far
+    assert ProcessedEvent.objects.filter(event_id=event.event_id).count() == 1
+
+
+def test_a_subscriber_bug_is_dead_lettered_at_once_and_others_proceed(celery_worker):
+    with transaction.atomic():
+        event = events.publish("order.fulfilled", {"order_id": "A-11"})
+
+    letter = wait_for(
+        lambda: DeadLetter.objects.filter(event_id=event.event_id, subscriber="tests.broken").first(),
+        what="the dead letter",
+    )
+    assert letter.attempts == 1  # not a transient error: no retries
+    assert letter.error.startswith("ValueError: unexpected shape")
+    wait_for(
+        lambda: Effect.objects.filter(event_id=event.event_id, subscriber="order_effect").exists(),
+        what="the other subscriber's effect",
+    )
+
+
 def test_poison_subscriber_is_dead_lettered_then_replayed(celery_worker, redis_client):
     dlq = dead_letter_queue("default")
     with app.connection_for_read() as conn:
@@ -248,3 +291,35 @@ def test_events_tail_prints_live_events(celery_worker):
 
     (line,) = out.getvalue().splitlines()
     assert json.loads(line)["id"] == str(event.event_id)
+
+
+def test_admin_replay_resolves_the_dead_letter_through_the_worker(celery_worker, client):
+    with transaction.atomic():
+        event = events.publish("order.paid", {"order_id": "A-12"})
+    wait_for(lambda: Effect.objects.filter(event_id=event.event_id).count() == 2, what="the first delivery")
+    # As if order_paid_audit had failed for good: its effect and marker never committed.
+    Effect.objects.filter(event_id=event.event_id, subscriber="order_paid_audit").delete()
+    ProcessedEvent.objects.filter(event_id=event.event_id, subscriber="tests.order_paid_audit").delete()
+    now = timezone.now()
+    letter = DeadLetter.objects.create(
+        event_id=event.event_id,
+        event_type="order.paid",
+        subscriber="tests.order_paid_audit",
+        envelope=OutboxEvent.objects.get(pk=event.pk).envelope,
+        error="TransientError: boom",
+        attempts=4,
+        first_failed_at=now,
+        last_failed_at=now,
+    )
+    client.force_login(User.objects.create_superuser(email="root@example.com", password="pw-123456789"))
+
+    response = client.post(
+        "/admin/core/deadletter/", {"action": "replay", "_selected_action": [letter.pk]}, follow=True
+    )
+
+    assert "1 dead letters sent to their subscribers again" in response.content.decode()
+    wait_for(
+        lambda: DeadLetter.objects.filter(pk=letter.pk, resolved_at__isnull=False).exists(),
+        what="the replay to resolve the dead letter",
+    )
+    assert Effect.objects.filter(event_id=event.event_id, subscriber="order_paid_audit").count() == 1

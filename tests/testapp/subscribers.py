@@ -1,9 +1,11 @@
 """Subscribers used by the event backbone tests; switches in Redis steer how they behave."""
 
+import os
 import time
 
 import redis
 from django.conf import settings
+from django.db import transaction
 
 from core import events
 from core.errors import TransientError
@@ -37,10 +39,22 @@ def order_paid_audit(event: events.Event) -> None:
 
 @events.subscriber("booking.#", queue="bookings", name="tests.slow_booking")
 def slow_booking(event: events.Event) -> None:
-    """Writes its effect, then dawdles (so the test can kill the worker mid-transaction)."""
+    """Writes its effect, then dawdles, before or after its commit, so a test can kill it there."""
     _record(event, "slow_booking")
     _redis().rpush(f"started:{event.id}", time.time())
     time.sleep(float(event.data.get("sleep", 0)))
+
+    def committed_then_dawdle():
+        _redis().rpush(f"committed:{event.id}", os.getpid())
+        time.sleep(float(event.data.get("sleep_after_commit", 0)))
+
+    transaction.on_commit(committed_then_dawdle)
+
+
+@events.subscriber("order.fulfilled", queue="default", name="tests.broken", max_retries=3)
+def broken(event: events.Event) -> None:
+    """A bug, not a passing fault: dead-lettered at once, without retries."""
+    raise ValueError("unexpected shape of the fulfilment data")
 
 
 @events.subscriber("order.cancelled", queue="default", name="tests.poison", retry_jitter=False, max_retries=3)

@@ -66,6 +66,10 @@ class Command(BaseCommand):
             seen += 1
 
         url = settings.EVENTS_BROKER_URL or settings.CELERY_BROKER_URL
+        if url.startswith("filesystem"):
+            # kombu's filesystem transport keeps every binding forever: a tail would leave a
+            # queue behind that every later event is written to.
+            raise CommandError("events tail needs RabbitMQ; the embedded broker cannot remove its queue")
         with Connection(url, transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS) as conn:
             channel = conn.channel()
             exchange(channel).declare()
