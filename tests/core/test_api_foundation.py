@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from accounts.models import User
 from core.logging import ContextFilter, request_id_var
+from tests.factories import SuperuserFactory
 
 
 def test_schema_lists_every_endpoint(client):
@@ -26,7 +26,7 @@ def test_swagger_ui_is_served(client):
 
 @pytest.mark.django_db
 def test_admin_carries_the_project_name(client):
-    staff = User.objects.create_superuser(email="staff@example.com", password="pw-123456789")
+    staff = SuperuserFactory()
     client.force_login(staff)
 
     response = client.get("/admin/")

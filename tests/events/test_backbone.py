@@ -16,7 +16,6 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from accounts.models import User
 from config.celery import app, dead_letter_queue
 from core import events
 from core.events.registry import SUBSCRIBERS
@@ -25,6 +24,7 @@ from core.events.tasks import sweep
 from core.logging import request_id_var
 from core.models import DeadLetter, OutboxEvent, ProcessedEvent
 from tests.conftest import wait_for
+from tests.factories import SuperuserFactory
 from tests.testapp.models import Effect
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -311,7 +311,7 @@ def test_admin_replay_resolves_the_dead_letter_through_the_worker(celery_worker,
         first_failed_at=now,
         last_failed_at=now,
     )
-    client.force_login(User.objects.create_superuser(email="root@example.com", password="pw-123456789"))
+    client.force_login(SuperuserFactory())
 
     response = client.post(
         "/admin/core/deadletter/", {"action": "replay", "_selected_action": [letter.pk]}, follow=True

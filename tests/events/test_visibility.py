@@ -13,13 +13,14 @@ from accounts.models import User
 from core import events
 from core.events.maintenance import events_prune
 from core.models import DeadLetter, OutboxEvent, ProcessedEvent
+from tests.factories import StaffFactory, SuperuserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def staff():
-    return User.objects.create_user(email="ops@example.com", password="pw-123456789", is_staff=True)
+    return StaffFactory()
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def get_events(api_client, user, **params):
 
 
 def test_events_api_is_for_staff_only(api_client, some_events):
-    customer = User.objects.create_user(email="c@example.com", password="pw-123456789")
+    customer = UserFactory()
 
     assert api_client.get("/api/integrations/events").status_code == 401
     assert get_events(api_client, customer).status_code == 403
@@ -87,7 +88,7 @@ def test_events_api_rejects_a_bad_date(api_client, staff):
 
 
 def test_outbox_admin_shows_the_lag_of_the_oldest_unpublished(client, some_events):
-    admin = User.objects.create_superuser(email="root@example.com", password="pw-123456789")
+    admin = SuperuserFactory()
     client.force_login(admin)
 
     page = client.get("/admin/core/outboxevent/").content.decode()
@@ -109,7 +110,7 @@ def test_replay_action_needs_its_permission(client, some_events):
         first_failed_at=now,
         last_failed_at=now,
     )
-    staff = User.objects.create_user(email="viewer@example.com", password="pw-123456789", is_staff=True)
+    staff = StaffFactory()
     staff.user_permissions.add(Permission.objects.get(codename="view_deadletter"))
     client.force_login(staff)
     assert 'value="replay"' not in client.get("/admin/core/deadletter/").content.decode()
@@ -121,7 +122,7 @@ def test_replay_action_needs_its_permission(client, some_events):
 
 
 def test_system_rows_cannot_be_deleted_in_the_admin(client, some_events):
-    admin = User.objects.create_superuser(email="root@example.com", password="pw-123456789")
+    admin = SuperuserFactory()
     client.force_login(admin)
     row = OutboxEvent.objects.first()
 
