@@ -1,0 +1,134 @@
+"""The one interface every payment gateway implements, and the dataclasses it speaks.
+
+A gateway module knows its provider's HTTP API and nothing of our models: services hand
+it plain values and get plain values back. Amounts are Decimal in the currency's major
+unit here; each gateway converts to minor units (core.money.to_minor) at its own edge.
+
+Errors: every call raises GatewayError on failure. `transient=True` (timeouts, connection
+errors, 5xx, 429) means "may work if tried again": callers retry with backoff and leave the
+payment pending. `transient=False` means the provider refused (bad credentials, invalid
+request, amount too large): retrying will not help and the error is shown to staff.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class GatewayError(Exception):
+    def __init__(self, message: str, *, transient: bool, code: str = "", status: int | None = None):
+        super().__init__(message)
+        self.transient = transient
+        self.code = code
+        self.status = status
+
+
+class WebhookAuthError(Exception):
+    """A webhook whose signature, token or checksum is missing or wrong: store it, apply nothing."""
+
+
+class Status(StrEnum):
+    """What the gateway says about a payment, mapped onto our vocabulary."""
+
+    PENDING = "pending"  # created or waiting for the customer / 3-D Secure / capture
+    SUCCEEDED = "succeeded"  # money captured
+    FAILED = "failed"  # declined or errored
+    CANCELLED = "cancelled"  # abandoned, reversed or cancelled before capture
+    REFUNDED = "refunded"  # fully refunded after capture
+    PARTIALLY_REFUNDED = "partially_refunded"
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    payment_id: str  # ours, e.g. "pay_9f3k..."; sent as the provider's order id / reference / metadata
+    amount: Decimal
+    currency: str
+    description: str
+    customer_email: str
+    return_url: str  # where the provider sends the customer back
+    idempotency_key: str  # the same key for a retried call: the provider creates one payment
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    reference: str  # the provider's id of the payment, used by verify() and refund()
+    redirect_url: str  # where to send the customer to pay
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PaymentState:
+    """The provider's answer to verify(): the truth we apply, after checking amount and currency."""
+
+    reference: str
+    status: Status
+    amount: Decimal  # what the provider says was (or will be) charged, major units
+    currency: str
+    error: str = ""  # the provider's reason for a failure, in its words
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    reference: str  # the payment's provider reference
+    amount: Decimal  # major units; a partial refund is less than the captured amount
+    currency: str
+    reason: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund_reference: str
+    status: Status  # SUCCEEDED, PENDING or FAILED (for the refund itself)
+    amount: Decimal
+    currency: str
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebhookNotice:
+    """An authenticated webhook, parsed. Never applied as is: verify(reference) confirms it."""
+
+    event_id: str  # unique per delivery of one provider event: duplicates are dropped on it
+    reference: str  # the payment's provider reference
+    status_hint: Status | None  # what the webhook claims, for the ledger
+    amount: Decimal | None
+    currency: str | None
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WebhookReply:
+    """What the provider expects back once the event is stored (Tinkoff wants 'OK')."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain"
+
+
+class PaymentGateway(ABC):
+    name: str
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = config
+
+    @abstractmethod
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...
+
+    @abstractmethod
+    def verify(self, reference: str) -> PaymentState: ...
+
+    @abstractmethod
+    def refund(self, request: RefundRequest) -> RefundResult: ...
+
+    @abstractmethod
+    def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
+        """Authenticate (raise WebhookAuthError) and parse one webhook request."""
+
+    def webhook_reply(self, notice: WebhookNotice) -> WebhookReply:
+        return WebhookReply()
