@@ -1,0 +1,167 @@
+"""Payments, their append-only ledger, refunds, and the raw webhook inbox.
+
+No side effects in save(): payments.services changes status along payments.transitions and
+publishes payment.* events in the same transaction.
+"""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def _public_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(12).replace('-', 'x').replace('_', 'y')}"
+
+
+def payment_public_id() -> str:
+    return _public_id("pay")
+
+
+def refund_public_id() -> str:
+    return _public_id("ref")
+
+
+class Payment(models.Model):
+    class Status(models.TextChoices):
+        CREATED = "created"
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        EXPIRED = "expired"
+        PARTIALLY_REFUNDED = "partially_refunded"
+        REFUNDED = "refunded"
+
+    class Purpose(models.TextChoices):
+        ORDER = "order"
+        BOOKING = "booking"
+        SUBSCRIPTION = "subscription"
+
+    class Kind(models.TextChoices):
+        FULL = "full"
+        DEPOSIT = "deposit"
+
+    public_id = models.CharField(max_length=32, unique=True, default=payment_public_id, editable=False)
+    customer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments")
+    amount = models.DecimalField(max_digits=14, decimal_places=3)
+    currency = models.CharField(max_length=3)
+    gateway = models.CharField(max_length=20, db_index=True)
+    gateway_reference = models.CharField(max_length=100, blank=True, db_index=True)
+    checkout_url = models.URLField(max_length=1000, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CREATED, db_index=True)
+    purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    # What it pays for: one id, or several subscriptions for a batch payment.
+    purpose_ids = models.JSONField(default=list)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FULL)
+    deadline = models.DateTimeField(help_text="Unpaid after this, the payment expires.")
+    refunded_amount = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    last_error = models.TextField(blank=True)
+    # Set when the gateway and we disagree (paid after expiry, amounts differ...): staff look.
+    flagged_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(refunded_amount__gte=0) & Q(refunded_amount__lte=models.F("amount")),
+                name="payment_refunds_within_amount",
+            ),
+            models.UniqueConstraint(
+                fields=["gateway", "gateway_reference"],
+                condition=~Q(gateway_reference=""),
+                name="payment_gateway_reference_once",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="payment_status_age")]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.amount} {self.currency} {self.status}"
+
+
+class PaymentLedgerEntry(models.Model):
+    """What one gateway call or webhook reported about a payment. Append-only."""
+
+    class Source(models.TextChoices):
+        CHECKOUT = "checkout"
+        VERIFY = "verify"
+        WEBHOOK = "webhook"
+        REFUND = "refund"
+        STAFF = "staff"
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="ledger")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    reported_status = models.CharField(max_length=30, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    note = models.TextField(blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        verbose_name_plural = "payment ledger entries"
+
+    def __str__(self) -> str:
+        return f"{self.payment_id} {self.source} {self.reported_status}"
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    public_id = models.CharField(max_length=32, unique=True, default=refund_public_id, editable=False)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(max_digits=14, decimal_places=3)
+    currency = models.CharField(max_length=3)
+    full = models.BooleanField()
+    reason = models.CharField(max_length=255)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    gateway_refund_id = models.CharField(max_length=100, blank=True)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.amount} {self.currency} {self.status}"
+
+
+class WebhookEvent(models.Model):
+    """The raw inbox: every webhook as received, stored before anything is applied."""
+
+    gateway = models.CharField(max_length=20)
+    event_id = models.CharField(max_length=200, help_text="The gateway's id of the event (or one derived).")
+    headers = models.JSONField(default=dict)
+    body = models.TextField()
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    signature_valid = models.BooleanField()
+    payment = models.ForeignKey(
+        Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="webhooks"
+    )
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gateway", "event_id"], condition=Q(signature_valid=True), name="webhook_event_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway} {self.event_id}"
