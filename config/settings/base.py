@@ -144,6 +144,7 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="shop@localhost")
 
 # --- Payment gateways (used by the payments app; secrets only from the environment) ----
 PAYMENT_ENV = env("PAYMENT_ENV", default="mock")  # mock | test | production
+PAYMENT_DEADLINE_MINUTES = env.int("PAYMENT_DEADLINE_MINUTES", default=30)  # unpaid after this: expired
 PAYMENT_GATEWAYS = {
     "sandbox": {"secret": env("SANDBOX_WEBHOOK_SECRET", default="")},
     "paystack": {"secret_key": env("PAYSTACK_SECRET_KEY", default="")},
