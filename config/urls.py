@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.health import healthz, readyz
+from payments.views import sandbox_pay
 
 admin.site.site_header = f"{settings.PROJECT_NAME} administration"
 admin.site.site_title = f"{settings.PROJECT_NAME} admin"
@@ -13,6 +14,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("pay/sandbox/<str:reference>", sandbox_pay, name="sandbox-pay"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/auth/", include("accounts.api.urls")),

@@ -165,3 +165,29 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.gateway} {self.event_id}"
+
+
+class SandboxCharge(models.Model):
+    """The built-in sandbox gateway's own record of a charge: what its verify() answers from."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    reference = models.CharField(max_length=40, unique=True)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    payment_public_id = models.CharField(max_length=32, db_index=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=3)
+    currency = models.CharField(max_length=3)
+    description = models.CharField(max_length=255, blank=True)
+    return_url = models.URLField(max_length=1000, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    decline_reason = models.CharField(max_length=255, blank=True)
+    refunded_amount = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.status}"

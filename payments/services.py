@@ -284,3 +284,32 @@ def refund_apply_result(*, refund_id: int, result: RefundResult | None, error: s
         }
         events.publish("payment.refunded", data)
     return refund
+
+
+def webhook_verify(*, webhook_event_id: int) -> None:
+    """Confirm a stored webhook with the gateway's API and apply what the API says.
+
+    The webhook's own claims are never applied: only verify()'s answer is. Raises
+    GatewayError(transient=True) for the caller to retry; a refusal is kept on the event.
+    """
+    from payments.models import WebhookEvent
+    from payments.registry import gateway_for
+
+    event = WebhookEvent.objects.select_related("payment").get(pk=webhook_event_id)
+    if event.processed_at or event.payment is None:
+        return
+    state = gateway_for(event.gateway).verify(event.payment.gateway_reference)
+    with transaction.atomic():
+        payment_apply_state(payment_id=event.payment_id, state=state, source=PaymentLedgerEntry.Source.VERIFY)
+        WebhookEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now(), error="")
+
+
+def payment_verify(*, payment_id: int) -> Payment:
+    """Ask the gateway now (the API's /process, and reconciliation)."""
+    from payments.registry import gateway_for
+
+    payment = Payment.objects.get(pk=payment_id)
+    if not payment.gateway_reference:
+        return payment
+    state = gateway_for(payment.gateway).verify(payment.gateway_reference)
+    return payment_apply_state(payment_id=payment.pk, state=state, source=PaymentLedgerEntry.Source.VERIFY)

@@ -1,4 +1,8 @@
-"""The payments API; endpoints arrive with the payments issue."""
+from django.urls import path
+
+from payments.api.views import WebhookView
 
 app_name = "payments"
-urlpatterns: list = []
+urlpatterns = [
+    path("webhook/<str:gateway>", WebhookView.as_view(), name="webhook"),
+]

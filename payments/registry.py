@@ -1,0 +1,22 @@
+"""The gateways by name, built from settings."""
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from payments.gateways.base import PaymentGateway
+
+GATEWAY_CLASSES = {
+    "sandbox": "payments.gateways.sandbox.SandboxGateway",
+    "paystack": "payments.gateways.paystack.PaystackGateway",
+    "stripe": "payments.gateways.stripe.StripeGateway",
+    "yookassa": "payments.gateways.yookassa.YooKassaGateway",
+    "tinkoff": "payments.gateways.tinkoff.TinkoffGateway",
+    "sberpay": "payments.gateways.sberpay.SberPayGateway",
+}
+
+
+def gateway_for(name: str) -> PaymentGateway:
+    if name not in GATEWAY_CLASSES:
+        raise KeyError(f"unknown gateway {name!r}")
+    config = {**settings.PAYMENT_GATEWAYS.get(name, {}), "env": settings.PAYMENT_ENV}
+    return import_string(GATEWAY_CLASSES[name])(config)

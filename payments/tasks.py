@@ -1,0 +1,72 @@
+"""Celery adapters for payments: fetch by id, call one service. Queue `payments`."""
+
+import logging
+
+import requests
+from celery import shared_task
+from django.conf import settings
+from django.urls import reverse
+
+from payments import services
+from payments.gateways.base import GatewayError
+from payments.models import WebhookEvent
+
+logger = logging.getLogger(__name__)
+GATEWAY_RETRY = {"acks_late": True, "max_retries": 6, "bind": True}
+
+
+def _retry_transient(task, exc: GatewayError):
+    """Transient gateway errors are retried with exponential backoff and jitter; others are not."""
+    if not exc.transient:
+        raise exc
+    countdown = min(300, 2 ** (task.request.retries + 1))
+    raise task.retry(exc=exc, countdown=countdown)
+
+
+@shared_task(name="payments.webhook_process", **GATEWAY_RETRY)
+def webhook_process(self, webhook_event_id: int) -> None:
+    try:
+        services.webhook_verify(webhook_event_id=webhook_event_id)
+    except GatewayError as exc:
+        WebhookEvent.objects.filter(pk=webhook_event_id).update(error=str(exc)[:2000])
+        _retry_transient(self, exc)
+
+
+@shared_task(name="payments.payment_verify", **GATEWAY_RETRY)
+def payment_verify(self, payment_id: int) -> None:
+    try:
+        services.payment_verify(payment_id=payment_id)
+    except GatewayError as exc:
+        services.payment_record_error(payment_id=payment_id, error=str(exc))
+        _retry_transient(self, exc)
+
+
+@shared_task(
+    name="payments.sandbox_webhook_deliver",
+    acks_late=True,
+    autoretry_for=(requests.RequestException,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=6,
+)
+def sandbox_webhook_deliver(reference: str) -> None:
+    """Send the sandbox's signed webhook for a charge to this site, as a provider would."""
+    from payments.gateways.sandbox import SIGNATURE_HEADER, sign
+    from payments.models import SandboxCharge
+    from payments.registry import gateway_for
+
+    gateway = gateway_for("sandbox")
+    body = gateway.webhook_body(SandboxCharge.objects.get(reference=reference))
+    url = settings.SITE_URL.rstrip("/") + reverse("payments:webhook", args=["sandbox"])
+    response = requests.post(
+        url,
+        data=body,
+        headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, gateway.secret)},
+        timeout=(3.05, 10),
+    )
+    if response.status_code >= 500:
+        raise requests.HTTPError(f"webhook endpoint answered {response.status_code}")
+    if response.status_code >= 400:
+        logger.error(
+            "sandbox webhook refused", extra={"reference": reference, "status": response.status_code}
+        )

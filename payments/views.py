@@ -1,0 +1,36 @@
+"""The sandbox gateway's hosted payment page (HTML, for customers trying the system)."""
+
+from django.db import transaction
+from django.http import HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from core.money import quantize
+from payments.models import SandboxCharge
+from payments.tasks import sandbox_webhook_deliver
+
+OUTCOMES = {
+    "pay": (SandboxCharge.Status.SUCCEEDED, ""),
+    "decline": (SandboxCharge.Status.FAILED, "Declined by the customer on the sandbox page"),
+    "cancel": (SandboxCharge.Status.CANCELLED, ""),
+}
+
+
+@require_http_methods(["GET", "POST"])
+def sandbox_pay(request, reference: str):
+    if request.method == "POST":
+        if request.POST.get("action") not in OUTCOMES:
+            return HttpResponseBadRequest("action must be pay, decline or cancel")
+        status, reason = OUTCOMES[request.POST["action"]]
+        with transaction.atomic():
+            charge = get_object_or_404(SandboxCharge.objects.select_for_update(), reference=reference)
+            if charge.status == SandboxCharge.Status.PENDING:  # a second press changes nothing
+                charge.status, charge.decline_reason = status, reason
+                charge.save(update_fields=["status", "decline_reason", "updated_at"])
+                sandbox_webhook_deliver.delay_on_commit(charge.reference)
+        if charge.return_url:
+            return redirect(charge.return_url)
+        return redirect("sandbox-pay", reference=reference)
+    charge = get_object_or_404(SandboxCharge, reference=reference)
+    charge.amount_display = quantize(charge.amount, charge.currency)
+    return render(request, "payments/sandbox_pay.html", {"charge": charge})
