@@ -5,7 +5,7 @@ import logging
 
 from django.db import IntegrityError, transaction
 
-from payments.gateways.base import PaymentGateway, WebhookAuthError, WebhookReply
+from payments.gateways.base import GatewayError, PaymentGateway, WebhookAuthError, WebhookReply
 from payments.models import Payment, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def webhook_receive(
     text = body.decode("utf-8", errors="replace")
     try:
         notice = gateway.parse_webhook(headers=headers, body=body)
-    except WebhookAuthError as exc:
+    except (WebhookAuthError, GatewayError) as exc:  # unsigned, forged, or signed but unreadable
         WebhookEvent.objects.create(
             gateway=gateway.name,
             event_id="",

@@ -1,5 +1,6 @@
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import ServiceUnavailable
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
@@ -24,6 +25,10 @@ class WebhookView(APIView):
     def post(self, request, gateway: str):
         if gateway not in GATEWAY_CLASSES:
             raise NotFound(f"No gateway named {gateway}.")
-        headers = {k: v for k, v in request.headers.items()}
-        status, reply = webhook_receive(gateway=gateway_for(gateway), headers=headers, body=request.body)
+        try:
+            client = gateway_for(gateway)
+        except ValueError as exc:  # e.g. no secret configured: nothing could be authenticated
+            raise ServiceUnavailable(f"The {gateway} gateway is not configured: {exc}") from exc
+        headers = dict(request.headers.items())
+        status, reply = webhook_receive(gateway=client, headers=headers, body=request.body)
         return HttpResponse(reply.body, status=status, content_type=reply.content_type)
