@@ -47,3 +47,11 @@ class TransientError(Exception):
 
     Tasks and event subscribers retry it with backoff; anything else fails at once.
     """
+
+
+class Unavailable(ApplicationError):
+    """A dependency (a payment gateway, say) cannot serve the request now; try again later."""
+
+    status_code = 503
+    default_code = "unavailable"
+    default_message = "A service this request needs is unavailable; try again later."

@@ -1,10 +1,9 @@
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.exceptions import ServiceUnavailable
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
-from core.errors import NotFound
+from core.errors import NotFound, Unavailable
 from payments.registry import GATEWAY_CLASSES, gateway_for
 from payments.webhooks import webhook_receive
 
@@ -28,7 +27,9 @@ class WebhookView(APIView):
         try:
             client = gateway_for(gateway)
         except ValueError as exc:  # e.g. no secret configured: nothing could be authenticated
-            raise ServiceUnavailable(f"The {gateway} gateway is not configured: {exc}") from exc
+            raise Unavailable(
+                f"The {gateway} gateway is not configured: {exc}", code="gateway_not_configured"
+            ) from exc
         headers = dict(request.headers.items())
         status, reply = webhook_receive(gateway=client, headers=headers, body=request.body)
         return HttpResponse(reply.body, status=status, content_type=reply.content_type)
