@@ -19,7 +19,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/auth/", include("accounts.api.urls")),
     path("api/integrations/", include("core.urls")),
-    path("api/payments/", include("payments.api.urls")),
+    path("api/", include("payments.api.urls")),
     path("api/", include("orders.api.urls")),
     path("api/bookings/", include("bookings.api.urls")),
     path("api/notifications/", include("notifications.api.urls")),

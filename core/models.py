@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 
@@ -100,3 +101,28 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscriber} x {self.event_type} {self.event_id}"
+
+
+class IdempotencyRecord(models.Model):
+    """One Idempotency-Key of one caller for one endpoint, and the answer it got.
+
+    A retried request with the same key and the same body gets the stored answer; the same
+    key with another body is refused. Answers of 5xx are not stored, so a retry tries again.
+    """
+
+    key = models.CharField(max_length=255)
+    scope = models.CharField(max_length=100, help_text="The endpoint, e.g. payments.create")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the request's canonical JSON")
+    resource_id = models.CharField(max_length=100, blank=True, help_text="What the first try created")
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "scope", "key"], name="idempotency_key_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

@@ -186,6 +186,7 @@ class SandboxCharge(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     decline_reason = models.CharField(max_length=255, blank=True)
     refunded_amount = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    refund_keys = models.JSONField(default=list, help_text="Idempotency keys of refunds already made")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

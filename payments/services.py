@@ -313,3 +313,73 @@ def payment_verify(*, payment_id: int) -> Payment:
         return payment
     state = gateway_for(payment.gateway).verify(payment.gateway_reference)
     return payment_apply_state(payment_id=payment.pk, state=state, source=PaymentLedgerEntry.Source.VERIFY)
+
+
+def payment_start_checkout(
+    *, payment_id: int, return_url: str, description: str, customer_email: str
+) -> Payment:
+    """Open the checkout at the payment's gateway (outside any transaction: a network call).
+
+    Raises GatewayError; the error is kept on the payment, which stays `created`, so the same
+    call can be made again (the gateway de-duplicates by the payment's idempotency key).
+    """
+    from payments.gateways.base import CheckoutRequest, GatewayError
+    from payments.registry import gateway_for
+
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status != Payment.Status.CREATED:
+        return payment
+    request = CheckoutRequest(
+        payment_id=payment.public_id,
+        amount=quantize(payment.amount, payment.currency),
+        currency=payment.currency,
+        description=description or f"Payment {payment.public_id}",
+        customer_email=customer_email,
+        return_url=return_url,
+        idempotency_key=payment.public_id,
+    )
+    try:
+        session = gateway_for(payment.gateway).create_checkout(request)
+    except GatewayError as exc:
+        payment_record_error(payment_id=payment.pk, error=str(exc))
+        raise
+    return payment_checkout_started(
+        payment_id=payment.pk, reference=session.reference, checkout_url=session.redirect_url, raw=session.raw
+    )
+
+
+def refund_execute(*, refund_id: int) -> Refund:
+    """Ask the gateway for a reserved refund and apply its answer.
+
+    Raises GatewayError(transient=True) when the call may be tried again: only at gateways
+    that de-duplicate refunds; elsewhere the refund stays pending, the payment is flagged,
+    and staff check at the provider before anything is sent again.
+    """
+    from payments.gateways.base import GatewayError, RefundRequest
+    from payments.registry import gateway_for
+
+    refund = Refund.objects.select_related("payment").get(pk=refund_id)
+    if refund.status != Refund.Status.PENDING:
+        return refund
+    payment = refund.payment
+    gateway = gateway_for(payment.gateway)
+    request = RefundRequest(
+        reference=payment.gateway_reference,
+        amount=quantize(refund.amount, refund.currency),
+        currency=refund.currency,
+        reason=refund.reason,
+        idempotency_key=refund.idempotency_key,
+    )
+    try:
+        result = gateway.refund(request)
+    except GatewayError as exc:
+        if not exc.transient:
+            return refund_apply_result(refund_id=refund.pk, result=None, error=str(exc))
+        Refund.objects.filter(pk=refund.pk).update(error=str(exc)[:2000], updated_at=timezone.now())
+        if gateway.idempotent_refunds:
+            raise
+        Payment.objects.filter(pk=payment.pk).update(
+            flagged_reason=f"refund {refund.public_id}: outcome unknown ({exc}); check at {payment.gateway}"
+        )
+        return refund
+    return refund_apply_result(refund_id=refund.pk, result=result)

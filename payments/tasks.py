@@ -70,3 +70,11 @@ def sandbox_webhook_deliver(reference: str) -> None:
         logger.error(
             "sandbox webhook refused", extra={"reference": reference, "status": response.status_code}
         )
+
+
+@shared_task(name="payments.refund_execute", **GATEWAY_RETRY)
+def refund_execute(self, refund_id: int) -> None:
+    try:
+        services.refund_execute(refund_id=refund_id)
+    except GatewayError as exc:
+        _retry_transient(self, exc)

@@ -1,8 +1,12 @@
 from django.urls import path
 
-from payments.api.views import WebhookView
+from payments.api import views
 
 app_name = "payments"
 urlpatterns = [
-    path("webhook/<str:gateway>", WebhookView.as_view(), name="webhook"),
+    path("payments", views.PaymentListCreateView.as_view(), name="list"),
+    path("payments/webhook/<str:gateway>", views.WebhookView.as_view(), name="webhook"),
+    path("payments/<str:payment_id>", views.PaymentDetailView.as_view(), name="detail"),
+    path("payments/<str:payment_id>/process", views.PaymentProcessView.as_view(), name="process"),
+    path("payments/<str:payment_id>/refund", views.PaymentRefundView.as_view(), name="refund"),
 ]

@@ -1,11 +1,145 @@
+import django_filters
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.permissions import AllowAny
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import NotFound, Unavailable
+from core.errors import BusinessRuleViolation, NotFound, Unavailable
+from core.idempotency import HEADER, idempotent
+from payments import services, tasks
+from payments.api.serializers import (
+    PaymentCreateSerializer,
+    PaymentSerializer,
+    RefundCreateSerializer,
+    RefundSerializer,
+)
+from payments.gateways.base import GatewayError
+from payments.models import Payment
 from payments.registry import GATEWAY_CLASSES, gateway_for
+from payments.selectors import payments_visible_to
 from payments.webhooks import webhook_receive
+
+IDEMPOTENCY = OpenApiParameter(HEADER, str, OpenApiParameter.HEADER, required=True)
+
+
+class PaymentFilter(django_filters.FilterSet):
+    class Meta:
+        model = Payment
+        fields = ["status", "purpose", "gateway"]
+
+
+class PaymentListCreateView(ListAPIView):
+    """GET: your payments (staff: all). POST: create a payment and open its checkout."""
+
+    serializer_class = PaymentSerializer
+    filterset_class = PaymentFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # building the schema: no user
+            return Payment.objects.none()
+        return payments_visible_to(self.request.user).prefetch_related("refunds")
+
+    @extend_schema(
+        request=PaymentCreateSerializer,
+        parameters=[IDEMPOTENCY],
+        responses={201: PaymentSerializer, 503: OpenApiResponse(description="the gateway is unavailable")},
+    )
+    def post(self, request):
+        data = PaymentCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+
+        def create(record) -> Response:
+            if record.resource_id:  # a retry after the gateway failed: the same payment, again
+                payment = Payment.objects.get(pk=record.resource_id)
+            else:
+                payment = services.payment_create(
+                    customer_id=request.user.pk,
+                    amount=fields["amount"],
+                    currency=fields["currency"],
+                    purpose=fields["purpose"],
+                    purpose_ids=[fields["purpose_id"]],
+                    kind=fields["kind"],
+                    gateway=fields.get("gateway") or "sandbox",
+                )
+                record.resource_id = str(payment.pk)
+            try:
+                payment = services.payment_start_checkout(
+                    payment_id=payment.pk,
+                    return_url=fields["return_url"],
+                    description=fields["description"],
+                    customer_email=request.user.email,
+                )
+            except GatewayError as exc:
+                if exc.transient:
+                    return Response(
+                        {
+                            "code": "gateway_unavailable",
+                            "message": str(exc),
+                            "extra": {"payment": payment.public_id},
+                        },
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                    )
+                raise BusinessRuleViolation(
+                    f"The gateway refused the payment: {exc}",
+                    code="gateway_refused",
+                    extra={"gateway_code": exc.code},
+                ) from exc
+            return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
+
+        return idempotent(request, scope="payments.create", payload=request.data, handler=create)
+
+
+class PaymentDetailView(APIView):
+    def get_object(self) -> Payment:
+        return get_object_or_404(payments_visible_to(self.request.user), public_id=self.kwargs["payment_id"])
+
+    @extend_schema(responses={200: PaymentSerializer})
+    def get(self, request, payment_id: str):
+        return Response(PaymentSerializer(self.get_object()).data)
+
+
+class PaymentProcessView(PaymentDetailView):
+    """Ask the gateway for the payment's state now (the answer is applied by a task)."""
+
+    @extend_schema(request=None, responses={202: OpenApiResponse(description="verification queued")})
+    def post(self, request, payment_id: str):
+        payment = self.get_object()
+        tasks.payment_verify.delay(payment.pk)
+        return Response({"id": payment.public_id, "status": payment.status}, status=status.HTTP_202_ACCEPTED)
+
+
+class PaymentRefundView(PaymentDetailView):
+    """Staff: refund all that is left (no amount) or part of it; the gateway is asked by a task."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        request=RefundCreateSerializer, parameters=[IDEMPOTENCY], responses={202: RefundSerializer}
+    )
+    def post(self, request, payment_id: str):
+        payment = self.get_object()
+        data = RefundCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+
+        def refund(record) -> Response:
+            reserved = services.refund_reserve(
+                payment_id=payment.pk,
+                amount=data.validated_data.get("amount"),
+                reason=data.validated_data["reason"],
+                idempotency_key=f"{payment.public_id}:{request.headers[HEADER].strip()}",
+                requested_by_id=request.user.pk,
+            )
+            tasks.refund_execute.delay_on_commit(reserved.pk)
+            return Response(RefundSerializer(reserved).data, status=status.HTTP_202_ACCEPTED)
+
+        return idempotent(
+            request, scope=f"payments.refund.{payment.pk}", payload=request.data, handler=refund
+        )
 
 
 class WebhookView(APIView):
@@ -31,5 +165,5 @@ class WebhookView(APIView):
                 f"The {gateway} gateway is not configured: {exc}", code="gateway_not_configured"
             ) from exc
         headers = dict(request.headers.items())
-        status, reply = webhook_receive(gateway=client, headers=headers, body=request.body)
-        return HttpResponse(reply.body, status=status, content_type=reply.content_type)
+        status_code, reply = webhook_receive(gateway=client, headers=headers, body=request.body)
+        return HttpResponse(reply.body, status=status_code, content_type=reply.content_type)

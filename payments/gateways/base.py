@@ -113,6 +113,9 @@ class WebhookReply:
 
 class PaymentGateway(ABC):
     name: str
+    # True where the provider de-duplicates refunds by our idempotency key, so a refund that
+    # timed out may simply be sent again; elsewhere staff must check before trying again.
+    idempotent_refunds: bool = False
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = config

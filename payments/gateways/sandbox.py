@@ -41,6 +41,7 @@ def sign(body: bytes, secret: str) -> str:
 
 class SandboxGateway(PaymentGateway):
     name = "sandbox"
+    idempotent_refunds = True
 
     @property
     def secret(self) -> str:
@@ -94,14 +95,18 @@ class SandboxGateway(PaymentGateway):
         with transaction.atomic():
             charge = SandboxCharge.objects.select_for_update().get(pk=self._charge(request.reference).pk)
             left = charge.amount - charge.refunded_amount
-            if charge.status != SandboxCharge.Status.SUCCEEDED or request.amount > left:
+            if request.idempotency_key in charge.refund_keys:
+                pass  # the same refund asked again: already made
+            elif charge.status != SandboxCharge.Status.SUCCEEDED or request.amount > left:
                 raise GatewayError(
                     f"sandbox: cannot refund {request.amount} {request.currency}; {left} left",
                     transient=False,
                     code="refund_refused",
                 )
-            charge.refunded_amount += request.amount
-            charge.save(update_fields=["refunded_amount", "updated_at"])
+            else:
+                charge.refunded_amount += request.amount
+                charge.refund_keys = [*charge.refund_keys, request.idempotency_key]
+                charge.save(update_fields=["refunded_amount", "refund_keys", "updated_at"])
         return RefundResult(
             refund_reference=f"sbxr_{request.idempotency_key}",
             status=Status.SUCCEEDED,

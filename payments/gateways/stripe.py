@@ -65,6 +65,7 @@ SESSION_EVENT_HINTS = {
 
 class StripeGateway(PaymentGateway):
     name = "stripe"
+    idempotent_refunds = True
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)

@@ -116,6 +116,7 @@ def _reading(what: str) -> Iterator[None]:
 
 class YooKassaGateway(PaymentGateway):
     name = "yookassa"
+    idempotent_refunds = True
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)

@@ -1,0 +1,166 @@
+"""The payments API: idempotent creation, who sees what, refunds, and a real worker end to end."""
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client, override_settings
+from rest_framework.test import APIClient
+
+from payments.models import Payment, Refund
+from tests.conftest import wait_for
+from tests.events.test_backbone import ExternalConsumer
+from tests.factories import StaffFactory, UserFactory
+from tests.payments.fakes.paystack import FakePaystack
+
+pytestmark = pytest.mark.django_db
+
+BODY = {"amount": "75.00", "currency": "USD", "purpose": "booking", "purpose_id": "b-1"}
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def create(client, body=BODY, key="k-1"):
+    return client.post("/api/payments", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def test_creating_needs_an_idempotency_key():
+    response = client_for(UserFactory()).post("/api/payments", BODY, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "idempotency_key_missing"
+
+
+def test_create_opens_the_sandbox_checkout():
+    user = UserFactory()
+    response = create(client_for(user))
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "pending"
+    assert body["amount"] == "75.00"
+    assert body["checkout_url"].endswith(f"/pay/sandbox/{Payment.objects.get().gateway_reference}")
+    assert body["customer_id"] == user.pk
+
+
+def test_a_retried_request_gets_the_first_answer_and_creates_nothing_more():
+    client = client_for(UserFactory())
+    first = create(client)
+    again = create(client)
+
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    assert again["Idempotent-Replay"] == "true"
+    assert Payment.objects.count() == 1
+
+
+def test_the_same_key_with_other_parameters_is_refused():
+    client = client_for(UserFactory())
+    create(client)
+    response = create(client, BODY | {"amount": "80.00"})
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert Payment.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"amount": "75.001"}, "amount"), ({"currency": "XYZ"}, "currency"), ({"purpose": "gift"}, "purpose")],
+)
+def test_bad_input_names_the_field(change, field):
+    response = create(client_for(UserFactory()), BODY | change)
+
+    assert response.status_code == 400
+    assert field in response.json()["extra"]["fields"]
+    assert not Payment.objects.exists()
+
+
+def test_customers_see_only_their_own_payments():
+    alice, bob = UserFactory(), UserFactory()
+    alices = create(client_for(alice)).json()["id"]
+    create(client_for(bob), key="k-2")
+
+    listed = client_for(bob).get("/api/payments").json()
+    assert [p["id"] for p in listed["results"]] != [alices]
+    assert len(listed["results"]) == 1
+    assert client_for(bob).get(f"/api/payments/{alices}").status_code == 404
+    assert client_for(alice).get(f"/api/payments/{alices}").status_code == 200
+    assert client_for(StaffFactory()).get("/api/payments").json()["count"] == 2
+
+
+def test_refunds_are_for_staff():
+    user = UserFactory()
+    payment_id = create(client_for(user)).json()["id"]
+
+    response = client_for(user).post(
+        f"/api/payments/{payment_id}/refund", {"reason": "x"}, format="json", HTTP_IDEMPOTENCY_KEY="r"
+    )
+    assert response.status_code == 403
+
+
+def test_a_gateway_outage_answers_503_and_the_retry_reuses_the_payment():
+    with (
+        FakePaystack() as fake,
+        override_settings(
+            PAYMENT_ENV="test",
+            PAYMENT_GATEWAYS={
+                "paystack": {"secret_key": fake.secret, "base_url": fake.base_url, "timeout": (1, 1)}
+            },
+        ),
+    ):
+        client = client_for(UserFactory())
+        fake.fail_next(503, 503, 503)  # the first try and both of its retries
+        down = create(client, BODY | {"gateway": "paystack", "currency": "NGN"})
+        up = create(client, BODY | {"gateway": "paystack", "currency": "NGN"})
+
+    assert down.status_code == 503
+    assert down.json()["code"] == "gateway_unavailable"
+    assert up.status_code == 201
+    assert up.json()["id"] == down.json()["extra"]["payment"]
+    assert Payment.objects.get().status == "pending"
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_pay_then_partial_and_full_refund_through_the_worker(live_server, celery_worker):
+    consumer = ExternalConsumer("payment.refunded")
+    try:
+        with override_settings(SITE_URL=live_server.url):
+            customer = client_for(UserFactory())
+            payment = create(customer).json()
+            page = Client()  # the customer's browser posts the sandbox page's form
+            page.post(payment["checkout_url"].removeprefix(live_server.url), {"action": "pay"})
+            wait_for(
+                lambda: Payment.objects.get(public_id=payment["id"]).status == "succeeded", what="payment"
+            )
+
+            staff = client_for(StaffFactory())
+            url = f"/api/payments/{payment['id']}/refund"
+            partial = staff.post(
+                url, {"amount": "25.00", "reason": "damaged"}, format="json", HTTP_IDEMPOTENCY_KEY="r1"
+            )
+            assert partial.status_code == 202
+            wait_for(
+                lambda: Payment.objects.get(public_id=payment["id"]).status == "partially_refunded", what="1"
+            )
+            rest = staff.post(url, {"reason": "cancelled"}, format="json", HTTP_IDEMPOTENCY_KEY="r2")
+            assert rest.json()["amount"] == "50.00"
+            wait_for(lambda: Payment.objects.get(public_id=payment["id"]).status == "refunded", what="2")
+
+            too_much = staff.post(
+                url, {"amount": "1.00", "reason": "x"}, format="json", HTTP_IDEMPOTENCY_KEY="r3"
+            )
+            assert too_much.status_code == 422
+
+        received = consumer.take(2)
+    finally:
+        consumer.close()
+    assert [(e["data"]["amount"], e["data"]["full"]) for _, e in received] == [
+        ("25.00", False),
+        ("50.00", True),
+    ]
+    assert [r.status for r in Refund.objects.order_by("created_at")] == ["succeeded", "succeeded"]
+    assert Payment.objects.get(public_id=payment["id"]).refunded_amount == Decimal("75.00")
