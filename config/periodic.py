@@ -38,6 +38,18 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         description="Deletes published events, processed markers and resolved dead letters past retention.",
     ),
     PeriodicTaskSpec(
+        name="payments.reconcile",
+        task="payments.reconcile",
+        every_seconds=300,
+        description="Re-verifies payments pending too long with their gateway; processes stranded webhooks.",
+    ),
+    PeriodicTaskSpec(
+        name="payments.expire_overdue",
+        task="payments.expire_overdue",
+        every_seconds=60,
+        description="Expires payments past their deadline, after one last look at the gateway.",
+    ),
+    PeriodicTaskSpec(
         name="core.heartbeat",
         task="core.heartbeat",
         every_seconds=30,

@@ -192,3 +192,12 @@ class SandboxCharge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reference} {self.status}"
+
+
+class FlaggedPayment(Payment):
+    """The mismatch list: payments where the gateway and we disagree, for staff to resolve."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "flagged payment (mismatch)"
+        verbose_name_plural = "flagged payments (mismatches)"

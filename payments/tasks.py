@@ -78,3 +78,23 @@ def refund_execute(self, refund_id: int) -> None:
         services.refund_execute(refund_id=refund_id)
     except GatewayError as exc:
         _retry_transient(self, exc)
+
+
+@shared_task(name="payments.reconcile", acks_late=True, acks_on_failure_or_timeout=True)
+def reconcile() -> None:
+    """Beat: re-verify stale pending payments and process webhooks no task picked up."""
+    from payments import reconciliation
+
+    queued = reconciliation.payments_reverify_stale()
+    swept = reconciliation.webhooks_sweep()
+    if queued or swept:
+        logger.info("payments reconciled", extra={"reverify_queued": queued, "webhooks_swept": swept})
+
+
+@shared_task(name="payments.expire_overdue", acks_late=True, acks_on_failure_or_timeout=True)
+def expire_overdue() -> None:
+    from payments import reconciliation
+
+    expired = reconciliation.payments_expire_overdue()
+    if expired:
+        logger.info("payments expired", extra={"expired": expired})

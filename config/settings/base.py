@@ -147,6 +147,10 @@ PAYMENT_ENV = env("PAYMENT_ENV", default="mock")  # mock | test | production
 # The public base URL of this site: payment pages and webhooks are addressed from it.
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 PAYMENT_DEADLINE_MINUTES = env.int("PAYMENT_DEADLINE_MINUTES", default=30)  # unpaid after this: expired
+PAYMENT_REVERIFY_AFTER_MINUTES = env.int(
+    "PAYMENT_REVERIFY_AFTER_MINUTES", default=10
+)  # pending this long: ask
+PAYMENT_REVERIFY_BATCH = env.int("PAYMENT_REVERIFY_BATCH", default=50)  # per gateway per pass (every 5 min)
 PAYMENT_GATEWAYS = {
     "sandbox": {"secret": env("SANDBOX_WEBHOOK_SECRET", default="")},
     "paystack": {"secret_key": env("PAYSTACK_SECRET_KEY", default="")},

@@ -1,0 +1,81 @@
+"""What beat does for payments: re-verify the stale, expire the overdue, sweep the inbox.
+
+Each pass is bounded (a batch per gateway), idempotent, and safe to run while another pass
+or a webhook works on the same payment: every change goes through the services, under the
+payment's row lock.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from payments import services
+from payments.gateways.base import GatewayError
+from payments.models import Payment, WebhookEvent
+from payments.registry import GATEWAY_CLASSES
+
+logger = logging.getLogger(__name__)
+
+
+def payments_reverify_stale() -> int:
+    """Queue a verification of payments pending longer than PAYMENT_REVERIFY_AFTER_MINUTES.
+
+    At most PAYMENT_REVERIFY_BATCH per gateway per pass: a gateway's API rate limit is
+    respected however many payments are waiting.
+    """
+    from payments.tasks import payment_verify
+
+    stale_before = timezone.now() - timedelta(minutes=settings.PAYMENT_REVERIFY_AFTER_MINUTES)
+    queued = 0
+    for gateway in GATEWAY_CLASSES:
+        ids = (
+            Payment.objects.filter(
+                gateway=gateway, status=Payment.Status.PENDING, updated_at__lt=stale_before
+            )
+            .exclude(gateway_reference="")
+            .order_by("updated_at")
+            .values_list("pk", flat=True)[: settings.PAYMENT_REVERIFY_BATCH]
+        )
+        for payment_id in ids:
+            payment_verify.delay(payment_id)
+            queued += 1
+    return queued
+
+
+def payments_expire_overdue(*, limit: int = 200) -> int:
+    """Expire payments past their deadline, after one last look at the gateway.
+
+    A payment the gateway says is paid completes instead; one whose gateway cannot be
+    reached now is left for the next pass rather than expired on a guess.
+    """
+    expired = 0
+    overdue = Payment.objects.filter(
+        status__in=[Payment.Status.CREATED, Payment.Status.PENDING], deadline__lt=timezone.now()
+    ).order_by("deadline")[:limit]
+    for payment in overdue:
+        if payment.gateway_reference:
+            try:
+                payment = services.payment_verify(payment_id=payment.pk)
+            except GatewayError as exc:
+                services.payment_record_error(payment_id=payment.pk, error=str(exc))
+                if exc.transient:
+                    continue
+        if payment.status in (Payment.Status.CREATED, Payment.Status.PENDING):
+            services.payment_expire(payment_id=payment.pk)
+            expired += 1
+    return expired
+
+
+def webhooks_sweep(*, older_than_seconds: int = 60, limit: int = 500) -> int:
+    """Queue the processing of stored webhooks whose task never ran (e.g. the broker was down)."""
+    from payments.tasks import webhook_process
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = WebhookEvent.objects.filter(
+        signature_valid=True, processed_at__isnull=True, payment__isnull=False, received_at__lt=cutoff
+    ).values_list("pk", flat=True)[:limit]
+    for event_id in ids:
+        webhook_process.delay(event_id)
+    return len(ids)
