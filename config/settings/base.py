@@ -144,6 +144,8 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="shop@localhost")
 
 # --- Payment gateways (used by the payments app; secrets only from the environment) ----
 PAYMENT_ENV = env("PAYMENT_ENV", default="mock")  # mock | test | production
+# The gateway of a payment that names none (with PAYMENT_ENV=mock every payment uses the sandbox).
+PAYMENT_DEFAULT_GATEWAY = env("PAYMENT_DEFAULT_GATEWAY", default="sandbox")
 # The public base URL of this site: payment pages and webhooks are addressed from it.
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 PAYMENT_DEADLINE_MINUTES = env.int("PAYMENT_DEADLINE_MINUTES", default=30)  # unpaid after this: expired

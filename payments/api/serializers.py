@@ -40,6 +40,26 @@ class MoneyField(serializers.Field):
         return str(quantize(amount, currency))
 
 
+class BatchPaymentCreateSerializer(serializers.Serializer):
+    """One payment for several subscriptions (their boxes of this period), paid at once."""
+
+    subscription_ids = serializers.ListField(
+        child=serializers.CharField(max_length=100), min_length=1, max_length=50, allow_empty=False
+    )
+    amount = serializers.DecimalField(max_digits=14, decimal_places=3, coerce_to_string=True)
+    currency = serializers.ChoiceField(choices=sorted(CURRENCY_EXPONENTS))
+    gateway = serializers.ChoiceField(choices=sorted(GATEWAY_CLASSES), required=False)
+    return_url = serializers.URLField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+    validate_gateway = PaymentCreateSerializer.validate_gateway
+
+    def validate_subscription_ids(self, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise serializers.ValidationError("A subscription may appear only once.")
+        return value
+
+
 class RefundSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id")
     amount = MoneyField()

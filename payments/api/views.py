@@ -1,4 +1,5 @@
 import django_filters
+from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -12,6 +13,7 @@ from core.errors import BusinessRuleViolation, NotFound, Unavailable
 from core.idempotency import HEADER, idempotent
 from payments import services, tasks
 from payments.api.serializers import (
+    BatchPaymentCreateSerializer,
     PaymentCreateSerializer,
     PaymentSerializer,
     RefundCreateSerializer,
@@ -51,47 +53,78 @@ class PaymentListCreateView(ListAPIView):
     def post(self, request):
         data = PaymentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = data.validated_data
+        fields = data.validated_data | {"purpose_ids": [data.validated_data["purpose_id"]]}
+        return idempotent(
+            request, scope="payments.create", payload=request.data, handler=checkout_handler(request, fields)
+        )
 
-        def create(record) -> Response:
-            if record.resource_id:  # a retry after the gateway failed: the same payment, again
-                payment = Payment.objects.get(pk=record.resource_id)
-            else:
-                payment = services.payment_create(
-                    customer_id=request.user.pk,
-                    amount=fields["amount"],
-                    currency=fields["currency"],
-                    purpose=fields["purpose"],
-                    purpose_ids=[fields["purpose_id"]],
-                    kind=fields["kind"],
-                    gateway=fields.get("gateway") or "sandbox",
-                )
-                record.resource_id = str(payment.pk)
-            try:
-                payment = services.payment_start_checkout(
-                    payment_id=payment.pk,
-                    return_url=fields["return_url"],
-                    description=fields["description"],
-                    customer_email=request.user.email,
-                )
-            except GatewayError as exc:
-                if exc.transient:
-                    return Response(
-                        {
-                            "code": "gateway_unavailable",
-                            "message": str(exc),
-                            "extra": {"payment": payment.public_id},
-                        },
-                        status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                    )
-                raise BusinessRuleViolation(
-                    f"The gateway refused the payment: {exc}",
-                    code="gateway_refused",
-                    extra={"gateway_code": exc.code},
-                ) from exc
-            return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 
-        return idempotent(request, scope="payments.create", payload=request.data, handler=create)
+class BatchPaymentView(APIView):
+    """POST /api/payments/batch: one payment for several subscriptions.
+
+    The subscriptions app checks, when the payment completes, that the amount covers them.
+    """
+
+    @extend_schema(
+        request=BatchPaymentCreateSerializer, parameters=[IDEMPOTENCY], responses={201: PaymentSerializer}
+    )
+    def post(self, request):
+        data = BatchPaymentCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data | {
+            "purpose": Payment.Purpose.SUBSCRIPTION,
+            "purpose_ids": data.validated_data["subscription_ids"],
+            "kind": Payment.Kind.FULL,
+        }
+        return idempotent(
+            request, scope="payments.batch", payload=request.data, handler=checkout_handler(request, fields)
+        )
+
+
+def checkout_handler(request, fields: dict):
+    """Create the payment (once per idempotency key) and open its checkout at the gateway."""
+
+    def create(record) -> Response:
+        if record.resource_id:  # a retry after the gateway failed: the same payment, again
+            payment = Payment.objects.get(pk=record.resource_id)
+        else:
+            payment = services.payment_create(
+                customer_id=request.user.pk,
+                amount=fields["amount"],
+                currency=fields["currency"],
+                purpose=fields["purpose"],
+                purpose_ids=fields["purpose_ids"],
+                kind=fields["kind"],
+                gateway="sandbox"
+                if settings.PAYMENT_ENV == "mock"
+                else fields.get("gateway") or settings.PAYMENT_DEFAULT_GATEWAY,
+            )
+            record.resource_id = str(payment.pk)
+        try:
+            payment = services.payment_start_checkout(
+                payment_id=payment.pk,
+                return_url=fields["return_url"],
+                description=fields["description"],
+                customer_email=request.user.email,
+            )
+        except GatewayError as exc:
+            if exc.transient:
+                return Response(
+                    {
+                        "code": "gateway_unavailable",
+                        "message": str(exc),
+                        "extra": {"payment": payment.public_id},
+                    },
+                    status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                )
+            raise BusinessRuleViolation(
+                f"The gateway refused the payment: {exc}",
+                code="gateway_refused",
+                extra={"gateway_code": exc.code},
+            ) from exc
+        return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
+
+    return create
 
 
 class PaymentDetailView(APIView):

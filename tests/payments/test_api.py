@@ -164,3 +164,38 @@ def test_pay_then_partial_and_full_refund_through_the_worker(live_server, celery
     ]
     assert [r.status for r in Refund.objects.order_by("created_at")] == ["succeeded", "succeeded"]
     assert Payment.objects.get(public_id=payment["id"]).refunded_amount == Decimal("75.00")
+
+
+def test_one_payment_for_several_subscriptions():
+    client = client_for(UserFactory())
+    body = {"subscription_ids": ["s-1", "s-2", "s-3"], "amount": "90.00", "currency": "USD"}
+
+    response = client.post("/api/payments/batch", body, format="json", HTTP_IDEMPOTENCY_KEY="b-1")
+
+    assert response.status_code == 201
+    payment = Payment.objects.get(public_id=response.json()["id"])
+    assert (payment.purpose, payment.purpose_ids, payment.status) == (
+        "subscription",
+        ["s-1", "s-2", "s-3"],
+        "pending",
+    )
+
+
+@pytest.mark.parametrize("ids", [[], ["s-1", "s-1"]], ids=["none", "twice"])
+def test_a_batch_needs_distinct_subscriptions(ids):
+    body = {"subscription_ids": ids, "amount": "90.00", "currency": "USD"}
+    response = client_for(UserFactory()).post(
+        "/api/payments/batch", body, format="json", HTTP_IDEMPOTENCY_KEY="b"
+    )
+
+    assert response.status_code == 400
+    assert "subscription_ids" in response.json()["extra"]["fields"]
+    assert not Payment.objects.exists()
+
+
+def test_with_payment_env_mock_only_the_sandbox_takes_money(settings):
+    settings.PAYMENT_ENV = "mock"
+    response = create(client_for(UserFactory()), BODY | {"gateway": "stripe"})
+
+    assert response.status_code == 400
+    assert "gateway" in response.json()["extra"]["fields"]

@@ -266,3 +266,15 @@ def test_two_concurrent_refunds_cannot_exceed_the_captured_amount():
 
     assert sorted(outcomes) == ["refused", "reserved"]
     assert Refund.objects.get().amount == Decimal("60.00")
+
+
+def test_an_out_of_order_pending_report_after_success_changes_nothing():
+    payment = paid_payment()
+
+    services.payment_apply_state(
+        payment_id=payment.pk, state=state(payment, Status.PENDING), source="webhook"
+    )
+
+    payment.refresh_from_db()
+    assert payment.status == "succeeded"
+    assert len(events_of("payment.completed")) == 1
