@@ -1,6 +1,7 @@
 """Celery adapters for payments: fetch by id, call one service. Queue `payments`."""
 
 import logging
+import random
 
 import requests
 from celery import shared_task
@@ -16,10 +17,10 @@ GATEWAY_RETRY = {"acks_late": True, "max_retries": 6, "bind": True}
 
 
 def _retry_transient(task, exc: GatewayError):
-    """Transient gateway errors are retried with exponential backoff and jitter; others are not."""
+    """Transient gateway errors are retried with exponential backoff and full jitter; others are not."""
     if not exc.transient:
         raise exc
-    countdown = min(300, 2 ** (task.request.retries + 1))
+    countdown = random.uniform(1, min(300, 2 ** (task.request.retries + 1)))  # noqa: S311 - jitter
     raise task.retry(exc=exc, countdown=countdown)
 
 
