@@ -18,5 +18,7 @@ GATEWAY_CLASSES = {
 def gateway_for(name: str) -> PaymentGateway:
     if name not in GATEWAY_CLASSES:
         raise KeyError(f"unknown gateway {name!r}")
+    if name == "sandbox" and settings.PAYMENT_ENV == "production":
+        raise ValueError("the sandbox takes no real money: it is off with PAYMENT_ENV=production")
     config = {**settings.PAYMENT_GATEWAYS.get(name, {}), "env": settings.PAYMENT_ENV}
     return import_string(GATEWAY_CLASSES[name])(config)

@@ -1,7 +1,8 @@
 """The sandbox gateway's hosted payment page (HTML, for customers trying the system)."""
 
+from django.conf import settings
 from django.db import transaction
-from django.http import HttpResponseBadRequest
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -18,6 +19,8 @@ OUTCOMES = {
 
 @require_http_methods(["GET", "POST"])
 def sandbox_pay(request, reference: str):
+    if settings.PAYMENT_ENV == "production":
+        raise Http404("The sandbox is off in production.")
     if request.method == "POST":
         if request.POST.get("action") not in OUTCOMES:
             return HttpResponseBadRequest("action must be pay, decline or cancel")

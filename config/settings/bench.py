@@ -12,3 +12,7 @@ DATABASES = {
     )
 }
 CELERY_DB_REUSE_MAX = PRODUCTION_DB_REUSE_MAX
+# bench/webhooks.py serves the project under gunicorn with one extra, bare view to compare
+# against (bench/urls.py: the project's urlpatterns plus /bench/bare). DEBUG stays False
+# and ALLOWED_HOSTS (from test) accepts 127.0.0.1.
+ROOT_URLCONF = "bench.urls"

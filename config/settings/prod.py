@@ -4,6 +4,8 @@ A missing DJANGO_SECRET_KEY, DATABASE_URL, CELERY_BROKER_URL, REDIS_URL or ALLOW
 stops the process at import with ImproperlyConfigured.
 """
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
 from .base import cache_from_url, celery_broker, database_from_url, env
 
@@ -13,6 +15,13 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 DATABASES = {"default": database_from_url(env("DATABASE_URL"))}
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker(env("CELERY_BROKER_URL"))
 REDIS_URL = env("REDIS_URL")
+# No default: "mock" sends every payment to the sandbox, whose page lets anyone "pay".
+PAYMENT_ENV = env("PAYMENT_ENV")
+if PAYMENT_ENV not in {"mock", "test", "production"}:
+    raise ImproperlyConfigured(f"PAYMENT_ENV must be mock, test or production, not {PAYMENT_ENV!r}")
+PAYMENT_DEFAULT_GATEWAY = env("PAYMENT_DEFAULT_GATEWAY", default="sandbox" if PAYMENT_ENV == "mock" else "")
+if PAYMENT_ENV == "production" and PAYMENT_DEFAULT_GATEWAY in {"", "sandbox"}:
+    raise ImproperlyConfigured("With PAYMENT_ENV=production set PAYMENT_DEFAULT_GATEWAY to a real gateway")
 CACHES = {"default": cache_from_url(REDIS_URL)}
 
 # HTTPS everywhere; the proxy in front terminates TLS and says so.

@@ -21,6 +21,8 @@ class PaymentCreateSerializer(serializers.Serializer):
     def validate_gateway(self, value: str) -> str:
         if settings.PAYMENT_ENV == "mock" and value != "sandbox":
             raise serializers.ValidationError("With PAYMENT_ENV=mock every payment goes through the sandbox.")
+        if settings.PAYMENT_ENV == "production" and value == "sandbox":
+            raise serializers.ValidationError("The sandbox takes no real money: it is off in production.")
         return value
 
 

@@ -15,6 +15,8 @@ PROD_ENV = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
     "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
     "REDIS_URL": "redis://127.0.0.1:6379/15",
+    "PAYMENT_ENV": "production",
+    "PAYMENT_DEFAULT_GATEWAY": "paystack",
 }
 
 
@@ -39,7 +41,8 @@ def test_prod_check_deploy_reports_nothing():
 
 
 @pytest.mark.parametrize(
-    "missing", ["DJANGO_SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"]
+    "missing",
+    ["DJANGO_SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "PAYMENT_ENV"],
 )
 def test_prod_refuses_to_start_without(missing):
     env = {k: v for k, v in PROD_ENV.items() if k != missing}
@@ -76,3 +79,10 @@ def test_procfile_worker_consumes_every_declared_queue():
     queues = worker_line.split(" -Q ", 1)[1].split()[0].split(",")
 
     assert sorted(queues) == sorted(QUEUE_NAMES)
+
+
+def test_prod_refuses_the_sandbox_as_the_default_gateway_of_real_money():
+    result = manage("check", env=PROD_ENV | {"PAYMENT_DEFAULT_GATEWAY": "sandbox"})
+
+    assert result.returncode != 0
+    assert "PAYMENT_DEFAULT_GATEWAY" in result.stderr

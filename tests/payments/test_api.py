@@ -1,6 +1,7 @@
 """The payments API: idempotent creation, who sees what, refunds, and a real worker end to end."""
 
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import pytest
 from django.test import Client, override_settings
@@ -199,3 +200,15 @@ def test_with_payment_env_mock_only_the_sandbox_takes_money(settings):
 
     assert response.status_code == 400
     assert "gateway" in response.json()["extra"]["fields"]
+
+
+def test_in_production_the_sandbox_takes_no_money(settings, client):
+    payment_url = create(client_for(UserFactory())).json()["checkout_url"]
+    settings.PAYMENT_ENV = "production"
+
+    refused = create(client_for(UserFactory()), BODY | {"gateway": "sandbox"}, key="k-prod")
+    page = client.post(urlsplit(payment_url).path, {"action": "pay"})
+
+    assert refused.status_code == 400
+    assert "gateway" in refused.json()["extra"]["fields"]
+    assert page.status_code == 404
