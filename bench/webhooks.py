@@ -539,11 +539,12 @@ def summarize(
             for name in names
         }
 
-    # Every accepted webhook, warm-up included, must be one row and one message.
+    # Every accepted webhook, warm-up included, must be one row; the queue holds only the
+    # dispatch kicks (at most one per second per gunicorn worker), not one per webhook.
     expected = sum(r["accepted"] for r in results if r["kind"] == "webhooks")
-    consistent = stored == expected and (queued == expected or bool(consumers))
+    consistent = stored == expected
     if not consistent:
-        log(f"warning: {expected} webhooks accepted, {stored} rows stored, {queued} messages queued")
+        log(f"warning: {expected} webhooks accepted, {stored} rows stored ({queued} kicks queued)")
     if consumers:
         log(f"warning: {consumers} consumer(s) appeared on {PAYMENTS_QUEUE!r}: the queued count is not exact")
     bare_per_s, webhooks_per_s = rate("bare"), rate("webhooks")

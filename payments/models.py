@@ -149,6 +149,10 @@ class WebhookEvent(models.Model):
     body = models.TextField()
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     signature_valid = models.BooleanField()
+    reference = models.CharField(max_length=100, blank=True, help_text="The payment's gateway reference")
+    dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a task was sent to process it"
+    )
     payment = models.ForeignKey(
         Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="webhooks"
     )

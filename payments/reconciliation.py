@@ -68,14 +68,34 @@ def payments_expire_overdue(*, limit: int = 200) -> int:
     return expired
 
 
+def webhooks_dispatch_stored(*, limit: int = 1000) -> int:
+    """Send each stored, not yet dispatched webhook to `webhook_process` (kicked on receipt)."""
+    from payments.tasks import webhook_process
+
+    ids = list(
+        WebhookEvent.objects.filter(
+            signature_valid=True, dispatched_at__isnull=True, processed_at__isnull=True
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for event_id in ids:
+        webhook_process.delay(event_id)
+    WebhookEvent.objects.filter(pk__in=ids).update(dispatched_at=timezone.now())
+    return len(ids)
+
+
 def webhooks_sweep(*, older_than_seconds: int = 60, limit: int = 500) -> int:
-    """Queue the processing of stored webhooks whose task never ran (e.g. the broker was down)."""
+    """Queue the processing of stored webhooks not processed after a minute (a lost kick or task)."""
     from payments.tasks import webhook_process
 
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    ids = WebhookEvent.objects.filter(
-        signature_valid=True, processed_at__isnull=True, payment__isnull=False, received_at__lt=cutoff
-    ).values_list("pk", flat=True)[:limit]
+    ids = list(
+        WebhookEvent.objects.filter(signature_valid=True, processed_at__isnull=True, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
     for event_id in ids:
         webhook_process.delay(event_id)
+    WebhookEvent.objects.filter(pk__in=ids).update(dispatched_at=timezone.now())
     return len(ids)

@@ -296,8 +296,18 @@ def webhook_verify(*, webhook_event_id: int) -> None:
     from payments.registry import gateway_for
 
     event = WebhookEvent.objects.select_related("payment").get(pk=webhook_event_id)
-    if event.processed_at or event.payment is None:
+    if event.processed_at:
         return
+    if event.payment is None:
+        event.payment = Payment.objects.filter(
+            gateway=event.gateway, gateway_reference=event.reference
+        ).first()
+        if event.payment is None:
+            WebhookEvent.objects.filter(pk=event.pk).update(
+                processed_at=timezone.now(), error=f"no payment with reference {event.reference!r}"
+            )
+            return
+        WebhookEvent.objects.filter(pk=event.pk).update(payment=event.payment)
     state = gateway_for(event.gateway).verify(event.payment.gateway_reference)
     with transaction.atomic():
         payment_apply_state(payment_id=event.payment_id, state=state, source=PaymentLedgerEntry.Source.VERIFY)

@@ -99,3 +99,11 @@ def expire_overdue() -> None:
     expired = reconciliation.payments_expire_overdue()
     if expired:
         logger.info("payments expired", extra={"expired": expired})
+
+
+@shared_task(name="payments.webhooks_dispatch", acks_late=True, acks_on_failure_or_timeout=True)
+def webhooks_dispatch() -> None:
+    """Kicked after webhooks are stored: one processing task per stored, undispatched event."""
+    from payments import reconciliation
+
+    reconciliation.webhooks_dispatch_stored()
