@@ -125,3 +125,26 @@ def test_a_duplicate_webhook_is_stored_once(site, celery_worker, client):
 
     wait_for(lambda: Payment.objects.get(pk=payment.pk).status == "succeeded", what="the payment")
     assert WebhookEvent.objects.filter(signature_valid=True).count() == 1
+
+
+def test_a_signed_webhook_for_an_unknown_payment_is_kept_with_the_reason(site, celery_worker, client):
+    from payments.gateways.sandbox import SIGNATURE_HEADER, sign
+
+    body = json.dumps(
+        {"id": "evt_stray", "data": {"reference": "sbx_nobody", "status": "succeeded",
+                                     "amount": "5.00", "currency": "USD"}}
+    ).encode()  # fmt: skip
+    signature = sign(body, gateway_for("sandbox").secret)
+
+    response = client.post(
+        "/api/payments/webhook/sandbox", body, content_type="application/json",
+        headers={SIGNATURE_HEADER: signature},
+    )  # fmt: skip
+
+    assert response.status_code == 200  # stored: the provider must not resend it forever
+    stray = wait_for(
+        lambda: WebhookEvent.objects.filter(event_id="evt_stray", processed_at__isnull=False).first(),
+        what="the stray webhook to be processed",
+    )
+    assert stray.error == "no payment with reference 'sbx_nobody'"
+    assert stray.payment is None
