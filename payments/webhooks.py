@@ -19,11 +19,12 @@ from payments.models import WebhookEvent
 
 logger = logging.getLogger(__name__)
 KEPT_HEADERS = 40  # a webhook's headers are stored for staff, within reason
+PRIVATE_HEADERS = {"authorization", "cookie"}  # never stored
 KICK_WINDOW_SECONDS = 1.0
 
 
 def _headers_for_storage(headers: dict[str, str]) -> dict[str, str]:
-    return {k: v[:500] for k, v in list(headers.items())[:KEPT_HEADERS] if k.lower() != "authorization"}
+    return {k: v[:500] for k, v in list(headers.items())[:KEPT_HEADERS] if k.lower() not in PRIVATE_HEADERS}
 
 
 def _store(*, gateway: str, notice: WebhookNotice, headers: dict[str, str], body: str) -> bool:
