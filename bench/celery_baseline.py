@@ -62,9 +62,7 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -73,15 +71,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: bench/ is on the path, the project is not
+    sys.path.insert(0, str(REPO))
+
+from bench.process import STOP_GRACE_SECONDS, BackgroundProcess, BenchError  # noqa: E402
+
 DEFAULT_TASKS = 10_000
 DEFAULT_DRAIN_TIMEOUT = 300.0
 DEFAULT_READY_TIMEOUT = 60.0
 CONCURRENCY = 2
-STOP_GRACE_SECONDS = 15.0
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not produce a figure."""
 
 
 class DeadlineExceeded(BenchError):
@@ -117,8 +115,10 @@ def load_project(broker: str | None = None) -> Any:
 
 
 # --- The worker subprocess -------------------------------------------------------------------
-class Worker:
+class Worker(BackgroundProcess):
     """`celery worker` as a subprocess in its own process group, logging to a temporary file."""
+
+    name = "worker"
 
     def __init__(
         self,
@@ -132,40 +132,15 @@ class Worker:
         self.app = app
         self.queue = queue
         self.nodename = f"bench-{os.getpid()}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
-        self.command = [
+        command = [
             sys.executable, "-m", "celery", "-A", module, "worker",
             "--pool", "prefork", "--concurrency", str(concurrency), "-Q", queue,
             "-n", self.nodename, "--without-gossip", "--without-mingle",
         ]  # fmt: skip
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            "CELERY_BROKER_URL": app.conf.broker_url,
-            "BENCH_QUEUE": queue,
-            **(env or {}),
-        }
+        extra = {"CELERY_BROKER_URL": app.conf.broker_url, "BENCH_QUEUE": queue, **(env or {})}
         if log_level:
-            self.env["LOG_LEVEL"] = log_level
-        self.proc: subprocess.Popen | None = None
-        self.log_path: Path | None = None
-
-    def start(self) -> None:
-        fd, name = tempfile.mkstemp(prefix="celery-baseline-worker-", suffix=".log")
-        self.log_path = Path(name)
-        with os.fdopen(fd, "wb") as log_file:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
-                self.command,
-                cwd=REPO,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: Ctrl-C does not reach it, we stop it
-            )
-
-    def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise BenchError(f"the worker exited with status {self.proc.returncode}\n{self.log_tail()}")
+            extra["LOG_LEVEL"] = log_level
+        super().__init__(command, extra)
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -181,34 +156,6 @@ class Worker:
         )
         if not replies:
             raise BenchError(f"the worker did not answer {command}\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """Warm shutdown, then SIGKILL for whatever is left of its process group."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                log(f"worker {proc.pid} still running after {STOP_GRACE_SECONDS:.0f} s: SIGKILL")
-        # The group id is the worker's pid (start_new_session): its pool children are in it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-
-    def log_tail(self, lines: int = 20) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        return f"worker log {self.log_path} (last {len(tail)} lines):\n" + "\n".join(tail)
-
-    def remove_log(self) -> None:
-        if self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)
 
 
 # --- Helpers -----------------------------------------------------------------------------------

@@ -57,9 +57,7 @@ import queue
 import resource
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -75,14 +73,14 @@ SETTINGS = "config.settings.bench"
 os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS
 os.environ["DJANGO_READ_DOT_ENV"] = "0"
 
-from bench.celery_baseline import BenchError, hard_deadline  # noqa: E402
+from bench.celery_baseline import hard_deadline  # noqa: E402
+from bench.process import BackgroundProcess, BenchError  # noqa: E402
 
 WEBHOOK_PATH = "/api/payments/webhook/sandbox"
 BARE_PATH = "/bench/bare"
 EVENT_PREFIX = "evt_bench_"
 BENCH_USER = "bench-webhooks@bench.invalid"
 PAYMENTS_QUEUE = "payments"
-STOP_GRACE_SECONDS = 15.0
 SOCKET_TIMEOUT = 35.0  # longer than gunicorn's --timeout 30: a stuck worker is killed first
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -214,44 +212,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Gunicorn:
+class Gunicorn(BackgroundProcess):
     """`python -m gunicorn config.wsgi` in its own process group, logging to a temporary file."""
+
+    name = "gunicorn"
 
     def __init__(self, *, workers: int, worker_class: str, threads: int):
         self.port = free_port()
         self.workers = workers
-        self.command = [
+        command = [
             sys.executable, "-m", "gunicorn", "config.wsgi",
             "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
             "--worker-class", worker_class, "--threads", str(threads),
             "--timeout", "30", "--graceful-timeout", "10", "--access-logfile", "-",
         ]  # fmt: skip
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": SETTINGS,
-            "DJANGO_READ_DOT_ENV": "0",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        }
-        self.proc: subprocess.Popen | None = None
-        self.log_path: Path | None = None
-
-    def start(self) -> None:
-        fd, name = tempfile.mkstemp(prefix="bench-webhooks-gunicorn-", suffix=".log")
-        self.log_path = Path(name)
-        with os.fdopen(fd, "wb") as log_file:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
-                self.command,
-                cwd=REPO,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: Ctrl-C does not reach it, we stop it
-            )
-
-    def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise BenchError(f"gunicorn exited with status {self.proc.returncode}\n{self.log_tail()}")
+        super().__init__(command, {"DJANGO_SETTINGS_MODULE": SETTINGS, "DJANGO_READ_DOT_ENV": "0"})
 
     def booted_workers(self) -> int:
         count = 0
@@ -276,33 +251,6 @@ class Gunicorn:
                     conn.close()
             time.sleep(0.2)
         raise BenchError(f"gunicorn did not answer /healthz within {timeout:.0f} s\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """SIGTERM to the process group (graceful), then SIGKILL for whatever is left of it."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                log(f"gunicorn {proc.pid} still running after {STOP_GRACE_SECONDS:.0f} s: SIGKILL")
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-
-    def log_tail(self, lines: int = 20) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        return f"gunicorn log {self.log_path} (last {len(tail)} lines):\n" + "\n".join(tail)
-
-    def remove_log(self) -> None:
-        if self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)
 
 
 # --- The application side: payment, webhooks, queue ------------------------------------------
