@@ -125,6 +125,7 @@ class Refund(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     gateway_refund_id = models.CharField(max_length=100, blank=True)
     idempotency_key = models.CharField(max_length=100, unique=True)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="When the gateway was first asked")
     error = models.TextField(blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

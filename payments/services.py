@@ -369,10 +369,21 @@ def refund_execute(*, refund_id: int) -> Refund:
     from payments.registry import gateway_for
 
     refund = Refund.objects.select_related("payment").get(pk=refund_id)
-    if refund.status != Refund.Status.PENDING:
-        return refund
     payment = refund.payment
     gateway = gateway_for(payment.gateway)
+    with transaction.atomic():
+        refund = Refund.objects.select_for_update().select_related("payment").get(pk=refund_id)
+        if refund.status != Refund.Status.PENDING:
+            return refund
+        if refund.sent_at and not gateway.idempotent_refunds:
+            # Asked once already (this is a redelivery or a retry): sending again could refund twice.
+            Payment.objects.filter(pk=payment.pk).update(
+                flagged_reason=f"refund {refund.public_id}: sent at {refund.sent_at:%Y-%m-%d %H:%M}, outcome "
+                f"unknown; check at {payment.gateway}"
+            )
+            return refund
+        refund.sent_at = refund.sent_at or timezone.now()
+        refund.save(update_fields=["sent_at", "updated_at"])
     request = RefundRequest(
         reference=payment.gateway_reference,
         amount=quantize(refund.amount, refund.currency),

@@ -5,11 +5,13 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from core.errors import BusinessRuleViolation, InvalidInput, TransitionNotAllowed
 from core.models import OutboxEvent
 from payments import services
 from payments.gateways.base import PaymentState, RefundResult, Status
+from payments.gateways.sandbox import SandboxGateway
 from payments.models import Payment, PaymentLedgerEntry, Refund
 from tests.factories import UserFactory
 
@@ -278,3 +280,19 @@ def test_an_out_of_order_pending_report_after_success_changes_nothing():
     payment.refresh_from_db()
     assert payment.status == "succeeded"
     assert len(events_of("payment.completed")) == 1
+
+
+def test_a_refund_at_a_gateway_without_refund_idempotency_is_never_sent_twice(monkeypatch):
+    payment = paid_payment()
+    refund = services.refund_reserve(
+        payment_id=payment.pk, amount=None, reason="x", idempotency_key="r1", requested_by_id=None
+    )
+    Refund.objects.filter(pk=refund.pk).update(sent_at=timezone.now())  # a worker died mid-call
+    monkeypatch.setattr(SandboxGateway, "idempotent_refunds", False)
+
+    services.refund_execute(refund_id=refund.pk)
+
+    refund.refresh_from_db()
+    payment.refresh_from_db()
+    assert refund.status == "pending"  # sent, the sandbox would have failed it: it has no such charge
+    assert "outcome unknown" in payment.flagged_reason
