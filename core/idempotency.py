@@ -1,11 +1,13 @@
 """Idempotency-Key for POST endpoints: a retried request gets the first answer, once.
 
-    def post(self, request):
-        return idempotent(request, scope="payments.create", payload=data, handler=create)
+    return idempotent(request, scope="payments.create", payload=data, prepare=create, handler=checkout)
 
-`handler(record)` runs at most once per (caller, scope, key) at a time, inside a transaction
-that holds the record's lock; it may set `record.resource_id` to what it created, so that a
-retry after a 5xx (whose answer is not stored) picks it up again instead of creating another.
+`prepare(record)` runs once per (caller, scope, key), in a short transaction holding the
+record's lock: it creates what the request is about and sets `record.resource_id`, so that a
+retry, or a concurrent duplicate, finds it instead of creating another. `handler(record)`
+then runs outside any transaction (it may call a payment gateway) and returns the answer.
+Answers below 500, errors included, are stored and replayed; a 5xx is not, so a retry runs
+`handler` again on the same resource.
 """
 
 import hashlib
@@ -17,7 +19,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from rest_framework.response import Response
 
-from core.errors import BusinessRuleViolation, InvalidInput
+from core.errors import ApplicationError, BusinessRuleViolation, InvalidInput
 from core.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -29,8 +31,18 @@ def _fingerprint(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def key_digest(request) -> str:
+    """A short, fixed-length stand-in for the caller's key (for columns of limited width)."""
+    return hashlib.sha256(request.headers.get(HEADER, "").strip().encode()).hexdigest()[:32]
+
+
 def idempotent(
-    request, *, scope: str, payload: Any, handler: Callable[[IdempotencyRecord], Response]
+    request,
+    *,
+    scope: str,
+    payload: Any,
+    handler: Callable[[IdempotencyRecord], Response],
+    prepare: Callable[[IdempotencyRecord], None] | None = None,
 ) -> Response:
     key = request.headers.get(HEADER, "").strip()
     if not key:
@@ -45,9 +57,6 @@ def idempotent(
             )
     except IntegrityError:
         record = IdempotencyRecord.objects.get(key=key, scope=scope, user=request.user)
-    # The record stays locked while the handler runs: a concurrent retry with the same key
-    # waits, then gets the stored answer. Answers of 5xx are not stored, so a later retry
-    # runs the handler again, which picks up record.resource_id where the first try stopped.
     with transaction.atomic():
         record = IdempotencyRecord.objects.select_for_update().get(pk=record.pk)
         if record.fingerprint != fingerprint:
@@ -58,8 +67,17 @@ def idempotent(
             return Response(
                 record.response_body, status=record.response_status, headers={"Idempotent-Replay": "true"}
             )
+        if prepare is not None and not record.resource_id:
+            prepare(record)
+            record.save(update_fields=["resource_id"])
+    try:
         response = handler(record)
-        record.response_status = response.status_code if response.status_code < 500 else None
-        record.response_body = response.data if response.status_code < 500 else None
-        record.save(update_fields=["resource_id", "response_status", "response_body"])
+    except ApplicationError as exc:  # a refusal is an answer too: the retry gets the same one
+        response = Response(
+            {"code": exc.code, "message": exc.message, "extra": exc.extra}, status=exc.status_code
+        )
+    if response.status_code < 500:
+        IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).update(
+            response_status=response.status_code, response_body=response.data
+        )
     return response

@@ -9,6 +9,8 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from payments import services
@@ -55,47 +57,53 @@ def payments_expire_overdue(*, limit: int = 200) -> int:
         status__in=[Payment.Status.CREATED, Payment.Status.PENDING], deadline__lt=timezone.now()
     ).order_by("deadline")[:limit]
     for payment in overdue:
-        if payment.gateway_reference:
-            try:
-                payment = services.payment_verify(payment_id=payment.pk)
-            except GatewayError as exc:
-                services.payment_record_error(payment_id=payment.pk, error=str(exc))
-                if exc.transient:
-                    continue
-        if payment.status in (Payment.Status.CREATED, Payment.Status.PENDING):
-            services.payment_expire(payment_id=payment.pk)
-            expired += 1
+        try:
+            if payment.gateway_reference:
+                try:
+                    payment = services.payment_verify(payment_id=payment.pk)
+                except GatewayError as exc:
+                    services.payment_record_error(payment_id=payment.pk, error=str(exc))
+                    if exc.transient:
+                        continue
+            if services.payment_expire(payment_id=payment.pk).status == Payment.Status.EXPIRED:
+                expired += 1
+        except Exception:  # one bad payment must not stop the pass for the others
+            logger.exception("could not expire payment", extra={"payment_id": payment.pk})
     return expired
 
 
-def webhooks_dispatch_stored(*, limit: int = 1000) -> int:
-    """Send each stored, not yet dispatched webhook to `webhook_process` (kicked on receipt)."""
+def _dispatch(queryset, limit: int) -> int:
+    """Claim rows (skipping those another pass holds) and give each a processing task."""
     from payments.tasks import webhook_process
 
-    ids = list(
-        WebhookEvent.objects.filter(
-            signature_valid=True, dispatched_at__isnull=True, processed_at__isnull=True
+    with transaction.atomic():
+        ids = list(
+            queryset.order_by("received_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
         )
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    for event_id in ids:
-        webhook_process.delay(event_id)
-    WebhookEvent.objects.filter(pk__in=ids).update(dispatched_at=timezone.now())
+        WebhookEvent.objects.filter(pk__in=ids).update(dispatched_at=timezone.now())
+        for event_id in ids:
+            webhook_process.delay_on_commit(event_id)
     return len(ids)
 
 
-def webhooks_sweep(*, older_than_seconds: int = 60, limit: int = 500) -> int:
-    """Queue the processing of stored webhooks not processed after a minute (a lost kick or task)."""
-    from payments.tasks import webhook_process
+def webhooks_dispatch_stored(*, limit: int = 1000) -> int:
+    """Give each stored, not yet dispatched webhook its task (kicked on receipt)."""
+    pending = WebhookEvent.objects.filter(
+        signature_valid=True, dispatched_at__isnull=True, processed_at__isnull=True
+    )
+    return _dispatch(pending, limit)
 
+
+def webhooks_sweep(*, older_than_seconds: int = 600, limit: int = 500) -> int:
+    """Dispatch again webhooks still unprocessed long after their last dispatch (a lost kick or task).
+
+    Older than a task's whole retry schedule, so that a webhook whose task is still retrying
+    is not given a second chain of retries.
+    """
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    ids = list(
-        WebhookEvent.objects.filter(signature_valid=True, processed_at__isnull=True, received_at__lt=cutoff)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
+    stranded = WebhookEvent.objects.filter(signature_valid=True, processed_at__isnull=True).filter(
+        Q(dispatched_at__lt=cutoff) | Q(dispatched_at__isnull=True, received_at__lt=cutoff)
     )
-    for event_id in ids:
-        webhook_process.delay(event_id)
-    WebhookEvent.objects.filter(pk__in=ids).update(dispatched_at=timezone.now())
-    return len(ids)
+    return _dispatch(stranded, limit)

@@ -178,8 +178,8 @@ def payment_expire(*, payment_id: int) -> Payment:
     """A payment not paid by its deadline expires (payment.cancelled with reason "expired")."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
-        if payment.status == Payment.Status.EXPIRED:
-            return payment
+        if payment.status not in (Payment.Status.CREATED, Payment.Status.PENDING):
+            return payment  # expired already, or settled meanwhile (a webhook won the race)
         _move(payment, Payment.Status.EXPIRED)
         _ledger(payment, PaymentLedgerEntry.Source.STAFF, note="deadline passed")
         events.publish("payment.cancelled", _event_data(payment, reason="expired"))

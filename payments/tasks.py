@@ -7,6 +7,7 @@ import requests
 from celery import shared_task
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from payments import services
 from payments.gateways.base import GatewayError
@@ -30,6 +31,10 @@ def webhook_process(self, webhook_event_id: int) -> None:
         services.webhook_verify(webhook_event_id=webhook_event_id)
     except GatewayError as exc:
         WebhookEvent.objects.filter(pk=webhook_event_id).update(error=str(exc)[:2000])
+        if not exc.transient or self.request.retries >= self.max_retries:
+            # Given up: kept with its error for staff; reconciliation re-verifies the payment.
+            WebhookEvent.objects.filter(pk=webhook_event_id).update(processed_at=timezone.now())
+            return
         _retry_transient(self, exc)
 
 

@@ -20,6 +20,7 @@ from payments.models import WebhookEvent
 logger = logging.getLogger(__name__)
 KEPT_HEADERS = 40  # a webhook's headers are stored for staff, within reason
 PRIVATE_HEADERS = {"authorization", "cookie"}  # never stored
+REFUSED_BODY_KEPT = 16_384  # characters of a refused webhook's body
 KICK_WINDOW_SECONDS = 1.0
 
 
@@ -41,7 +42,7 @@ def _store(*, gateway: str, notice: WebhookNotice, headers: dict[str, str], body
                 notice.reference[:100],
                 json.dumps(_headers_for_storage(headers)),
                 body,
-                timezone.now(),
+                connection.ops.adapt_datetimefield_value(timezone.now()),
                 True,
             ],
         )
@@ -68,7 +69,6 @@ def webhooks_kick() -> None:
     try:
         webhooks_dispatch.apply_async(countdown=KICK_WINDOW_SECONDS, retry=False)
     except Exception:
-        _next_kick_at = 0.0
         logger.warning("could not kick webhook dispatch; the sweep will", exc_info=True)
 
 
@@ -84,7 +84,7 @@ def webhook_receive(
             gateway=gateway.name,
             event_id="",
             headers=_headers_for_storage(headers),
-            body=text,
+            body=text[:REFUSED_BODY_KEPT],  # anyone can send these: keep enough to investigate
             signature_valid=False,
             error=str(exc)[:2000],
         )

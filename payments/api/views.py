@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import BusinessRuleViolation, NotFound, Unavailable
-from core.idempotency import HEADER, idempotent
+from core.idempotency import HEADER, idempotent, key_digest
 from payments import services, tasks
 from payments.api.serializers import (
     BatchPaymentCreateSerializer,
@@ -20,7 +20,7 @@ from payments.api.serializers import (
     RefundSerializer,
 )
 from payments.gateways.base import GatewayError
-from payments.models import Payment
+from payments.models import Payment, Refund
 from payments.registry import GATEWAY_CLASSES, gateway_for
 from payments.selectors import payments_visible_to
 from payments.webhooks import webhook_receive
@@ -55,7 +55,7 @@ class PaymentListCreateView(ListAPIView):
         data.is_valid(raise_exception=True)
         fields = data.validated_data | {"purpose_ids": [data.validated_data["purpose_id"]]}
         return idempotent(
-            request, scope="payments.create", payload=request.data, handler=checkout_handler(request, fields)
+            request, scope="payments.create", payload=request.data, **checkout_steps(request, fields)
         )
 
 
@@ -77,29 +77,29 @@ class BatchPaymentView(APIView):
             "kind": Payment.Kind.FULL,
         }
         return idempotent(
-            request, scope="payments.batch", payload=request.data, handler=checkout_handler(request, fields)
+            request, scope="payments.batch", payload=request.data, **checkout_steps(request, fields)
         )
 
 
-def checkout_handler(request, fields: dict):
-    """Create the payment (once per idempotency key) and open its checkout at the gateway."""
+def checkout_steps(request, fields: dict) -> dict:
+    """The two steps of an idempotent checkout: create the payment once, then open its checkout."""
 
-    def create(record) -> Response:
-        if record.resource_id:  # a retry after the gateway failed: the same payment, again
-            payment = Payment.objects.get(pk=record.resource_id)
-        else:
-            payment = services.payment_create(
-                customer_id=request.user.pk,
-                amount=fields["amount"],
-                currency=fields["currency"],
-                purpose=fields["purpose"],
-                purpose_ids=fields["purpose_ids"],
-                kind=fields["kind"],
-                gateway="sandbox"
-                if settings.PAYMENT_ENV == "mock"
-                else fields.get("gateway") or settings.PAYMENT_DEFAULT_GATEWAY,
-            )
-            record.resource_id = str(payment.pk)
+    def create_payment(record) -> None:
+        payment = services.payment_create(
+            customer_id=request.user.pk,
+            amount=fields["amount"],
+            currency=fields["currency"],
+            purpose=fields["purpose"],
+            purpose_ids=fields["purpose_ids"],
+            kind=fields["kind"],
+            gateway="sandbox"
+            if settings.PAYMENT_ENV == "mock"
+            else fields.get("gateway") or settings.PAYMENT_DEFAULT_GATEWAY,
+        )
+        record.resource_id = str(payment.pk)
+
+    def open_checkout(record) -> Response:
+        payment = Payment.objects.get(pk=record.resource_id)
         try:
             payment = services.payment_start_checkout(
                 payment_id=payment.pk,
@@ -124,7 +124,7 @@ def checkout_handler(request, fields: dict):
             ) from exc
         return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 
-    return create
+    return {"prepare": create_payment, "handler": open_checkout}
 
 
 class PaymentDetailView(APIView):
@@ -159,19 +159,27 @@ class PaymentRefundView(PaymentDetailView):
         data = RefundCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
 
-        def refund(record) -> Response:
+        def reserve(record) -> None:
             reserved = services.refund_reserve(
                 payment_id=payment.pk,
                 amount=data.validated_data.get("amount"),
                 reason=data.validated_data["reason"],
-                idempotency_key=f"{payment.public_id}:{request.headers[HEADER].strip()}",
+                idempotency_key=f"{payment.public_id}:{key_digest(request)}",
                 requested_by_id=request.user.pk,
             )
             tasks.refund_execute.delay_on_commit(reserved.pk)
-            return Response(RefundSerializer(reserved).data, status=status.HTTP_202_ACCEPTED)
+            record.resource_id = str(reserved.pk)
+
+        def answer(record) -> Response:
+            refund = Refund.objects.get(pk=record.resource_id)
+            return Response(RefundSerializer(refund).data, status=status.HTTP_202_ACCEPTED)
 
         return idempotent(
-            request, scope=f"payments.refund.{payment.pk}", payload=request.data, handler=refund
+            request,
+            scope=f"payments.refund.{payment.pk}",
+            payload=request.data,
+            prepare=reserve,
+            handler=answer,
         )
 
 

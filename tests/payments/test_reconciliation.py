@@ -71,12 +71,18 @@ def test_an_overdue_payment_that_was_paid_completes_instead_of_expiring():
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_stored_webhook_whose_task_was_lost_is_processed_by_the_sweep(celery_worker):
+    """Never dispatched, or dispatched longer ago than a task's retries last: dispatched again."""
     payment, _ = start_sandbox_payment()
     paid_at_the_gateway_but_never_told(payment)
     event = WebhookEvent.objects.create(
         gateway="sandbox", event_id="evt_lost", body="{}", signature_valid=True, payment=payment
     )
-    WebhookEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(minutes=5))
+    WebhookEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(minutes=15))
+
+    recent = WebhookEvent.objects.create(
+        gateway="sandbox", event_id="evt_recent", body="{}", signature_valid=True, payment=payment
+    )
+    WebhookEvent.objects.filter(pk=recent.pk).update(dispatched_at=timezone.now())  # its task may still retry
 
     assert reconciliation.webhooks_sweep() == 1
 
