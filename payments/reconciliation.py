@@ -107,3 +107,19 @@ def webhooks_sweep(*, older_than_seconds: int = 600, limit: int = 500) -> int:
         Q(dispatched_at__lt=cutoff) | Q(dispatched_at__isnull=True, received_at__lt=cutoff)
     )
     return _dispatch(stranded, limit)
+
+
+def refunds_sweep(*, older_than_seconds: int = 120, limit: int = 200) -> int:
+    """Send refunds reserved but never sent to the gateway (their task was lost after commit)."""
+    from payments.models import Refund
+    from payments.tasks import refund_execute
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(
+        Refund.objects.filter(status=Refund.Status.PENDING, sent_at__isnull=True, created_at__lt=cutoff)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for refund_id in ids:
+        refund_execute.delay(refund_id)
+    return len(ids)

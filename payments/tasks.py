@@ -88,13 +88,17 @@ def refund_execute(self, refund_id: int) -> None:
 
 @shared_task(name="payments.reconcile", acks_late=True, acks_on_failure_or_timeout=True)
 def reconcile() -> None:
-    """Beat: re-verify stale pending payments and process webhooks no task picked up."""
+    """Beat: re-verify stale pending payments; dispatch webhooks and refunds no task picked up."""
     from payments import reconciliation
 
     queued = reconciliation.payments_reverify_stale()
     swept = reconciliation.webhooks_sweep()
-    if queued or swept:
-        logger.info("payments reconciled", extra={"reverify_queued": queued, "webhooks_swept": swept})
+    refunds = reconciliation.refunds_sweep()
+    if queued or swept or refunds:
+        logger.info(
+            "payments reconciled",
+            extra={"reverify_queued": queued, "webhooks_swept": swept, "refunds_sent": refunds},
+        )
 
 
 @shared_task(name="payments.expire_overdue", acks_late=True, acks_on_failure_or_timeout=True)

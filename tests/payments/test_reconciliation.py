@@ -124,3 +124,23 @@ def test_admin_refund_action_refunds_through_the_worker(client, celery_worker):
     assert "1 refunds sent to the gateway" in response.content.decode()
     wait_for(lambda: Payment.objects.get(pk=payment.pk).status == "refunded", what="the refund")
     assert charge_of(payment).refunded_amount == payment.amount
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_reserved_refund_whose_task_was_lost_is_sent_by_the_sweep(celery_worker):
+    from payments import services
+    from payments.models import Refund
+
+    payment, _ = start_sandbox_payment()
+    paid_at_the_gateway_but_never_told(payment)
+    services.payment_verify(payment_id=payment.pk)
+    refund = services.refund_reserve(
+        payment_id=payment.pk, amount=None, reason="x", idempotency_key="lost", requested_by_id=None
+    )
+    Refund.objects.filter(pk=refund.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+
+    assert reconciliation.refunds_sweep() == 1
+
+    wait_for(lambda: Payment.objects.get(pk=payment.pk).status == "refunded", what="the swept refund")
+    assert Refund.objects.get(pk=refund.pk).status == "succeeded"
