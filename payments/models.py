@@ -60,6 +60,8 @@ class Payment(models.Model):
     last_error = models.TextField(blank=True)
     # Set when the gateway and we disagree (paid after expiry, amounts differ...): staff look.
     flagged_reason = models.TextField(blank=True)
+    # When reconciliation last queued a re-verification: the next pass starts with the others.
+    reverify_queued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

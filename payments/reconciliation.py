@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from payments import services
@@ -32,14 +32,16 @@ def payments_reverify_stale() -> int:
     stale_before = timezone.now() - timedelta(minutes=settings.PAYMENT_REVERIFY_AFTER_MINUTES)
     queued = 0
     for gateway in GATEWAY_CLASSES:
-        ids = (
+        ids = list(
             Payment.objects.filter(
                 gateway=gateway, status=Payment.Status.PENDING, updated_at__lt=stale_before
             )
             .exclude(gateway_reference="")
-            .order_by("updated_at")
+            .order_by(F("reverify_queued_at").asc(nulls_first=True), "updated_at")
             .values_list("pk", flat=True)[: settings.PAYMENT_REVERIFY_BATCH]
         )
+        # Rotate: a payment still pending after its check goes to the back of the line.
+        Payment.objects.filter(pk__in=ids).update(reverify_queued_at=timezone.now())
         for payment_id in ids:
             payment_verify.delay(payment_id)
             queued += 1

@@ -45,6 +45,11 @@ def test_reverification_is_bounded_per_gateway(settings, celery_app_without_work
     start_sandbox_payment()  # fresh: not stale yet
 
     assert reconciliation.payments_reverify_stale() == 2
+    first_pass = set(Payment.objects.exclude(reverify_queued_at=None).values_list("pk", flat=True))
+    assert reconciliation.payments_reverify_stale() == 2
+    # The one left out the first time goes first now: every stale payment gets its turn.
+    assert Payment.objects.filter(reverify_queued_at=None).count() == 1  # only the fresh one
+    assert len(first_pass) == 2
 
 
 @pytest.mark.django_db
