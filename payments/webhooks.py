@@ -11,9 +11,9 @@ import json
 import logging
 import time
 
-from django.db import connection
 from django.utils import timezone
 
+from core.db import insert_unless_exists
 from payments.gateways.base import GatewayError, PaymentGateway, WebhookAuthError, WebhookNotice, WebhookReply
 from payments.models import WebhookEvent
 
@@ -30,23 +30,20 @@ def _headers_for_storage(headers: dict[str, str]) -> dict[str, str]:
 
 def _store(*, gateway: str, notice: WebhookNotice, headers: dict[str, str], body: str) -> bool:
     """Insert the signed event unless the same one is there already; True if inserted."""
-    table = connection.ops.quote_name(WebhookEvent._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (gateway, event_id, reference, headers, body, received_at, "  # noqa: S608
-            "signature_valid, error) VALUES (%s, %s, %s, %s, %s, %s, %s, '') "
-            "ON CONFLICT (gateway, event_id) WHERE signature_valid DO NOTHING RETURNING id",
-            [
-                gateway,
-                notice.event_id[:200],
-                notice.reference[:100],
-                json.dumps(_headers_for_storage(headers)),
-                body,
-                connection.ops.adapt_datetimefield_value(timezone.now()),
-                True,
-            ],
-        )
-        return cursor.fetchone() is not None
+    return insert_unless_exists(
+        WebhookEvent,
+        {
+            "gateway": gateway,
+            "event_id": notice.event_id[:200],
+            "reference": notice.reference[:100],
+            "headers": _headers_for_storage(headers),
+            "body": body,
+            "received_at": timezone.now(),
+            "signature_valid": True,
+            "error": "",
+        },
+        conflict="(gateway, event_id) WHERE signature_valid",
+    )
 
 
 _next_kick_at = 0.0  # per process: the end of the window whose kick is already sent

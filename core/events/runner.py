@@ -6,10 +6,11 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from config.celery import app
+from core.db import insert_unless_exists
 from core.models import DeadLetter, ProcessedEvent
 
 if TYPE_CHECKING:
@@ -24,16 +25,11 @@ def claim_processing(*, event_id: str, subscriber: str) -> bool:
     A concurrent delivery of the same event waits on the unique index until this transaction
     ends: if it commits, the other finds the row; if it rolls back, the other goes ahead.
     """
-    meta = ProcessedEvent._meta
-    table = connection.ops.quote_name(meta.db_table)
-    event_id_db = meta.get_field("event_id").get_db_prep_value(uuid.UUID(event_id), connection)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (event_id, subscriber, processed_at) VALUES (%s, %s, %s) "  # noqa: S608
-            "ON CONFLICT (event_id, subscriber) DO NOTHING RETURNING 1",
-            [event_id_db, subscriber, timezone.now()],
-        )
-        return cursor.fetchone() is not None
+    return insert_unless_exists(
+        ProcessedEvent,
+        {"event_id": uuid.UUID(event_id), "subscriber": subscriber, "processed_at": timezone.now()},
+        conflict="(event_id, subscriber)",
+    )
 
 
 def dead_letter_record(
