@@ -15,7 +15,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from core import events
-from core.errors import BusinessRuleViolation, InvalidInput
+from core.errors import BusinessRuleViolation, InvalidInput, Unavailable
 from core.money import MoneyError, quantize
 from payments.gateways.base import PaymentState, RefundResult, Status
 from payments.models import Payment, PaymentLedgerEntry, Refund
@@ -356,6 +356,70 @@ def payment_start_checkout(
     return payment_checkout_started(
         payment_id=payment.pk, reference=session.reference, checkout_url=session.redirect_url, raw=session.raw
     )
+
+
+def payment_gateway_choose(requested: str | None = None) -> str:
+    """The gateway for a new payment: the sandbox with PAYMENT_ENV=mock, else the one asked for
+    or PAYMENT_DEFAULT_GATEWAY."""
+    if settings.PAYMENT_ENV == "mock":
+        return "sandbox"
+    return requested or settings.PAYMENT_DEFAULT_GATEWAY
+
+
+def payment_checkout_open(
+    *, payment_id: int, return_url: str, description: str, customer_email: str
+) -> Payment:
+    """payment_start_checkout for an API request: a gateway failure becomes the caller's answer.
+
+    A transient failure is a 503 (`gateway_unavailable`, not stored by an idempotent request,
+    so the client's retry opens the checkout of the same payment); a refusal is a 422
+    (`gateway_refused`).
+    """
+    from payments.gateways.base import GatewayError
+
+    try:
+        return payment_start_checkout(
+            payment_id=payment_id,
+            return_url=return_url,
+            description=description,
+            customer_email=customer_email,
+        )
+    except GatewayError as exc:
+        public_id = Payment.objects.values_list("public_id", flat=True).get(pk=payment_id)
+        if exc.transient:
+            raise Unavailable(str(exc), code="gateway_unavailable", extra={"payment": public_id}) from exc
+        raise BusinessRuleViolation(
+            f"The gateway refused the payment: {exc}",
+            code="gateway_refused",
+            extra={"gateway_code": exc.code, "payment": public_id},
+        ) from exc
+
+
+def refund_request(
+    *,
+    payment_id: int,
+    amount: Decimal | str | None,
+    reason: str,
+    idempotency_key: str,
+    requested_by_id: int | None,
+) -> Refund:
+    """Reserve a refund (refund_reserve) and, once committed, have a task ask the gateway.
+
+    If that task is lost after the commit, reconciliation sends the reserved refund.
+    """
+    from payments.tasks import refund_execute as refund_execute_task
+
+    with transaction.atomic():
+        refund = refund_reserve(
+            payment_id=payment_id,
+            amount=amount,
+            reason=reason,
+            idempotency_key=idempotency_key,
+            requested_by_id=requested_by_id,
+        )
+        if refund.status == Refund.Status.PENDING and not refund.sent_at:
+            refund_execute_task.delay_on_commit(refund.pk)
+    return refund
 
 
 def refund_execute(*, refund_id: int) -> Refund:

@@ -1,5 +1,4 @@
 import django_filters
-from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -9,7 +8,7 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import BusinessRuleViolation, NotFound, Unavailable
+from core.errors import NotFound, Unavailable
 from core.idempotency import HEADER, idempotent, key_digest
 from payments import services, tasks
 from payments.api.serializers import (
@@ -19,7 +18,6 @@ from payments.api.serializers import (
     RefundCreateSerializer,
     RefundSerializer,
 )
-from payments.gateways.base import GatewayError
 from payments.models import Payment, Refund
 from payments.registry import GATEWAY_CLASSES, gateway_for
 from payments.selectors import payments_visible_to
@@ -92,36 +90,17 @@ def checkout_steps(request, fields: dict) -> dict:
             purpose=fields["purpose"],
             purpose_ids=fields["purpose_ids"],
             kind=fields["kind"],
-            gateway="sandbox"
-            if settings.PAYMENT_ENV == "mock"
-            else fields.get("gateway") or settings.PAYMENT_DEFAULT_GATEWAY,
+            gateway=services.payment_gateway_choose(fields.get("gateway")),
         )
         record.resource_id = str(payment.pk)
 
     def open_checkout(record) -> Response:
-        payment = Payment.objects.get(pk=record.resource_id)
-        try:
-            payment = services.payment_start_checkout(
-                payment_id=payment.pk,
-                return_url=fields["return_url"],
-                description=fields["description"],
-                customer_email=request.user.email,
-            )
-        except GatewayError as exc:
-            if exc.transient:
-                return Response(
-                    {
-                        "code": "gateway_unavailable",
-                        "message": str(exc),
-                        "extra": {"payment": payment.public_id},
-                    },
-                    status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                )
-            raise BusinessRuleViolation(
-                f"The gateway refused the payment: {exc}",
-                code="gateway_refused",
-                extra={"gateway_code": exc.code},
-            ) from exc
+        payment = services.payment_checkout_open(
+            payment_id=int(record.resource_id),
+            return_url=fields["return_url"],
+            description=fields["description"],
+            customer_email=request.user.email,
+        )
         return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 
     return {"prepare": create_payment, "handler": open_checkout}
@@ -160,14 +139,13 @@ class PaymentRefundView(PaymentDetailView):
         data.is_valid(raise_exception=True)
 
         def reserve(record) -> None:
-            reserved = services.refund_reserve(
+            reserved = services.refund_request(
                 payment_id=payment.pk,
                 amount=data.validated_data.get("amount"),
                 reason=data.validated_data["reason"],
                 idempotency_key=f"{payment.public_id}:{key_digest(request)}",
                 requested_by_id=request.user.pk,
             )
-            tasks.refund_execute.delay_on_commit(reserved.pk)
             record.resource_id = str(reserved.pk)
 
         def answer(record) -> Response:
