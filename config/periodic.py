@@ -50,6 +50,12 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         description="Expires payments past their deadline, after one last look at the gateway.",
     ),
     PeriodicTaskSpec(
+        name="orders.expire_overdue",
+        task="orders.expire_overdue",
+        every_seconds=60,
+        description="Expires orders unpaid past their deadline and releases their stock.",
+    ),
+    PeriodicTaskSpec(
         name="core.heartbeat",
         task="core.heartbeat",
         every_seconds=30,

@@ -1,14 +1,17 @@
 """One DRF exception handler for the whole API: every error is {"code", "message", "extra"}."""
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, status, throttling
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
 
 
 def _first_message(detail: Any) -> str:
@@ -48,3 +51,26 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         }
     response.data = body
     return response
+
+
+class _FailOpen:
+    """A rate limit that lets requests through while its cache (Redis) cannot be reached.
+
+    For reads that must keep working without the cache, such as the public catalogue; logins
+    keep the strict throttles, which fail closed.
+    """
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception:
+            logger.warning("rate-limit cache unavailable; request not throttled", exc_info=True)
+            return True
+
+
+class FailOpenAnonRateThrottle(_FailOpen, throttling.AnonRateThrottle):
+    pass
+
+
+class FailOpenUserRateThrottle(_FailOpen, throttling.UserRateThrottle):
+    pass

@@ -205,6 +205,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `status`: name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatusEnum": "payments.models.Payment.Status",
+        "OrderStatusEnum": "orders.models.Order.Status",
+    },
 }
 
 
@@ -255,6 +260,12 @@ EVENTS_SWEEP_SECONDS = env.int("EVENTS_SWEEP_SECONDS", default=5)
 EVENTS_LAG_WARNING_SECONDS = env.int("EVENTS_LAG_WARNING_SECONDS", default=60)
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)  # published outbox rows
 EVENTS_PROCESSED_RETENTION_DAYS = env.int("EVENTS_PROCESSED_RETENTION_DAYS", default=30)
+
+# --- Orders (orders; see docs/orders.md) -------------------------------------------------
+ORDER_PAYMENT_MINUTES = env.int("ORDER_PAYMENT_MINUTES", default=30)  # stock held this long for payment
+ORDER_MAX_LINE_QUANTITY = env.int("ORDER_MAX_LINE_QUANTITY", default=100)  # of one variant per order
+ORDER_EXPIRE_BATCH = env.int("ORDER_EXPIRE_BATCH", default=500)  # overdue orders expired per beat run
+CATALOGUE_CACHE_SECONDS = env.int("CATALOGUE_CACHE_SECONDS", default=300)  # 0: catalogue reads not cached
 
 # --- Logging: one JSON line per record, with the request id or task id -----------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

@@ -10,6 +10,8 @@ EVENT_TYPES: dict[str, str] = {
     "order.paid": "orders",
     "order.cancelled": "orders",
     "order.fulfilled": "orders",
+    "order.expired": "orders",
+    "order.refunded": "orders",
     "booking.created": "bookings",
     "booking.confirmed": "bookings",
     "booking.cancelled": "bookings",
