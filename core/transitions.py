@@ -30,7 +30,8 @@ class Transitions:
         if target not in self.states:
             raise ValueError(f"{target!r} is not a {self.name} status")
         if not self.allowed(current, target):
+            article = "An" if self.name[0] in "aeiou" else "A"
             raise TransitionNotAllowed(
-                f"A {self.name} cannot go from {current} to {target}.",
+                f"{article} {self.name} cannot go from {current} to {target}.",
                 extra={"from": current, "to": target},
             )

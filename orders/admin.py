@@ -6,6 +6,7 @@ never change here directly: the actions call orders.services.
 """
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import F
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -56,6 +57,7 @@ class ImageInline(admin.TabularInline):
     model = ProductImage
     extra = 0
     fields = ["url", "alt", "position"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 class LowStockFilter(admin.SimpleListFilter):

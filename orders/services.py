@@ -208,7 +208,7 @@ def order_payment_renew(*, order_id: int, gateway: str | None = None) -> Order:
     expired, as long as the order's deadline has not passed.
     """
     with transaction.atomic():
-        order = Order.objects.select_for_update().select_related("payment").get(pk=order_id)
+        order = Order.objects.select_for_update(of=("self",)).select_related("payment").get(pk=order_id)
         if order.status != Order.Status.PENDING_PAYMENT:
             raise BusinessRuleViolation(f"The order is {order.status}: nothing to pay.", code="not_payable")
         if order.deadline <= timezone.now():
@@ -237,7 +237,7 @@ def _close_payment(order: Order) -> None:
 def order_cancel(*, order_id: int, actor: str, reason: str = "") -> Order:
     """Cancel an unpaid order: its stock returns and its payment is closed."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().select_related("payment").get(pk=order_id)
+        order = Order.objects.select_for_update(of=("self",)).select_related("payment").get(pk=order_id)
         if ORDER.is_repeat(order.status, Order.Status.CANCELLED):
             return order
         _move(order, Order.Status.CANCELLED, actor=actor, note=reason)
@@ -250,7 +250,7 @@ def order_cancel(*, order_id: int, actor: str, reason: str = "") -> Order:
 def order_expire(*, order_id: int) -> Order:
     """An order unpaid at its deadline expires: its stock returns, its payment is closed."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().select_related("payment").get(pk=order_id)
+        order = Order.objects.select_for_update(of=("self",)).select_related("payment").get(pk=order_id)
         if order.status != Order.Status.PENDING_PAYMENT or order.deadline > timezone.now():
             return order  # paid or cancelled meanwhile, or its deadline moved
         _move(order, Order.Status.EXPIRED, actor="beat", note="unpaid at the deadline")
@@ -282,7 +282,7 @@ def _release(order: Order) -> None:
 def order_fulfil(*, order_id: int, actor: str) -> Order:
     """Staff shipped a paid order."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().select_related("payment").get(pk=order_id)
+        order = Order.objects.select_for_update(of=("self",)).select_related("payment").get(pk=order_id)
         if ORDER.is_repeat(order.status, Order.Status.FULFILLED):
             return order
         _move(order, Order.Status.FULFILLED, actor=actor)
@@ -294,7 +294,12 @@ def order_fulfil(*, order_id: int, actor: str) -> Order:
 
 
 def _order_for_payment(number: str | None) -> Order | None:
-    return Order.objects.select_for_update().select_related("payment").filter(number=number or "").first()
+    return (
+        Order.objects.select_for_update(of=("self",))
+        .select_related("payment")
+        .filter(number=number or "")
+        .first()
+    )
 
 
 def order_payment_completed(*, order_number: str, payment_id: str) -> Order | None:
@@ -370,7 +375,7 @@ def _flag(order: Order, note: str, *, actor: str, fields: tuple[str, ...] = ()) 
 def order_accept_late_payment(*, order_id: int, actor: str) -> Order:
     """Staff: an expired order whose late payment holds its stock again becomes paid."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().select_related("payment").get(pk=order_id)
+        order = Order.objects.select_for_update(of=("self",)).select_related("payment").get(pk=order_id)
         if not (
             order.needs_attention
             and order.status == Order.Status.EXPIRED
@@ -399,7 +404,7 @@ def order_accept_late_payment(*, order_id: int, actor: str) -> Order:
 def order_refund_late_payment(*, order_id: int, actor: str) -> Order:
     """Staff: refund the late payment of an expired order and give its held stock back."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().select_related("payment").get(pk=order_id)
+        order = Order.objects.select_for_update(of=("self",)).select_related("payment").get(pk=order_id)
         if not (order.needs_attention and order.status == Order.Status.EXPIRED and order.payment):
             raise BusinessRuleViolation("This order has no late payment to refund.", code="no_late_payment")
         _release(order)

@@ -42,7 +42,9 @@ def test_cart_adds_up_and_shows_totals(client):
 
 def test_cart_item_quantity_can_be_changed_and_removed(client):
     variant = VariantFactory()
-    item_id = client.post("/api/cart/items", {"variant_id": variant.pk, "quantity": 2}).json()["items"][0]["id"]
+    item_id = client.post("/api/cart/items", {"variant_id": variant.pk, "quantity": 2}).json()["items"][0][
+        "id"
+    ]
 
     assert client.patch(f"/api/cart/items/{item_id}", {"quantity": 5}).json()["items"][0]["quantity"] == 5
     assert client.delete(f"/api/cart/items/{item_id}").json()["items"] == []
