@@ -73,4 +73,9 @@ class FailOpenAnonRateThrottle(_FailOpen, throttling.AnonRateThrottle):
 
 
 class FailOpenUserRateThrottle(_FailOpen, throttling.UserRateThrottle):
-    pass
+    """Signed-in callers only: the anonymous rate already limits the others, by address."""
+
+    def get_cache_key(self, request, view) -> str | None:
+        if not (request.user and request.user.is_authenticated):
+            return None
+        return super().get_cache_key(request, view)

@@ -1,9 +1,10 @@
 """Catalogue reads served from the cache, and the one place that says the catalogue changed.
 
-Every cached catalogue answer is stored under a key that carries the catalogue's generation,
-a counter in the cache. `catalogue_changed()` is called in the transaction of every change to a
-category, product, variant or stock level: it publishes `product.updated` and, once the change
-has committed, bumps the generation, so the next read misses and sees the change. The
+Every cached catalogue answer is stored with the catalogue's generation, a counter in the
+cache; an answer of an older generation is a miss. `catalogue_changed()` is called in the
+transaction of every change to a category, product, variant or stock level: it publishes
+`product.updated` and, once the change has committed, bumps the generation, so the next read
+misses and sees the change. The
 `product.updated` subscriber bumps it again: if the cache was down at the commit, its retries
 invalidate once the cache is back. Entries also expire after CATALOGUE_CACHE_SECONDS.
 
@@ -24,19 +25,6 @@ from core import events
 
 logger = logging.getLogger(__name__)
 GENERATION_KEY = "catalogue:generation"
-
-
-def _generation() -> int | None:
-    """The current generation, or None when the cache cannot be reached."""
-    try:
-        generation = cache.get(GENERATION_KEY)
-        if generation is None:
-            _generation_start()
-            generation = cache.get(GENERATION_KEY)
-        return int(generation)
-    except Exception:
-        logger.warning("catalogue cache unavailable; reading from the database", exc_info=True)
-        return None
 
 
 def _generation_start() -> None:
@@ -61,26 +49,31 @@ def _invalidate_after_commit() -> None:
 
 
 def cached_response(request, name: str, compute: Callable[[], Response]) -> Response:
-    """The cached answer to this request of the read API `name`, or `compute()` stored for next time."""
+    """The cached answer to this request of the read API `name`, or `compute()` stored for next time.
+
+    An entry is (generation, answer) under a key of the path and query string; the generation
+    and the entry are read in one round trip, and an entry of an older generation is a miss.
+    """
     if settings.CATALOGUE_CACHE_SECONDS <= 0:
         return compute()
-    generation = _generation()
-    if generation is None:
-        return compute()
     query = "&".join(sorted(f"{k}={v}" for k, values in request.GET.lists() for v in values))
-    digest = hashlib.sha256(f"{request.path}?{query}".encode()).hexdigest()[:32]
-    key = f"catalogue:{generation}:{name}:{digest}"
+    key = f"catalogue:{name}:{hashlib.sha256(f'{request.path}?{query}'.encode()).hexdigest()[:32]}"
     try:
-        data = cache.get(key)
+        found = cache.get_many([GENERATION_KEY, key])
+        generation = found.get(GENERATION_KEY)
+        if generation is None:
+            _generation_start()
+            generation = cache.get(GENERATION_KEY)
     except Exception:
         logger.warning("catalogue cache unavailable; reading from the database", exc_info=True)
         return compute()
-    if data is not None:
-        return Response(data, headers={"X-Cache": "hit"})
+    entry = found.get(key)
+    if entry is not None and entry[0] == generation:
+        return Response(entry[1], headers={"X-Cache": "hit"})
     response = compute()
     if response.status_code == 200:
         try:
-            cache.set(key, response.data, timeout=settings.CATALOGUE_CACHE_SECONDS)
+            cache.set(key, (generation, response.data), timeout=settings.CATALOGUE_CACHE_SECONDS)
         except Exception:
             logger.warning("could not store a catalogue answer in the cache", exc_info=True)
     response["X-Cache"] = "miss"
