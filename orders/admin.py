@@ -16,6 +16,7 @@ from core.models import OutboxEvent
 from orders import services
 from orders.catalogue import catalogue_changed
 from orders.models import Category, Order, OrderAudit, OrderLine, Product, ProductImage, Variant
+from orders.stock import stock_low_check
 
 
 @admin.register(Category)
@@ -33,6 +34,11 @@ class CategoryAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):
         catalogue_changed(category_id=obj.pk, reason="category deleted")
         super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for pk in queryset.values_list("pk", flat=True):
+            catalogue_changed(category_id=pk, reason="category deleted")
+        super().delete_queryset(request, queryset)
 
 
 class VariantInline(admin.TabularInline):
@@ -94,14 +100,15 @@ class ProductAdmin(admin.ModelAdmin):
         # stock_reserved is not in the form but the form's instance carries the value read
         # when the form was posted: save only the edited columns, so a checkout that reserved
         # meanwhile is not overwritten.
-        list(
-            Variant.objects.select_for_update().filter(product=form.instance).order_by("pk").values_list("pk")
-        )
+        locked = Variant.objects.select_for_update().filter(product=form.instance).order_by("pk")
+        available_before = {v.pk: v.stock_available for v in locked}
         formset.save(commit=False)
         for variant in formset.new_objects:
             variant.save()
         for variant, changed in formset.changed_objects:
             variant.save(update_fields=[*changed, "updated_at"])
+            variant.refresh_from_db(fields=["stock_on_hand", "stock_reserved"])
+            stock_low_check(variant, available_before=available_before[variant.pk])
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
@@ -110,6 +117,10 @@ class ProductAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):
         catalogue_changed(product_ids=[obj.pk], reason="deleted")
         super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        catalogue_changed(product_ids=list(queryset.values_list("pk", flat=True)), reason="deleted")
+        super().delete_queryset(request, queryset)
 
 
 class ReadOnlyInline(admin.TabularInline):

@@ -39,20 +39,25 @@ def _apply(variants: list[Variant], quantities: dict[int, int], *, reserved: int
         variant.stock_reserved += reserved * q
         variant.stock_on_hand += on_hand * q
         variant.save(update_fields=["stock_reserved", "stock_on_hand", "updated_at"])
-        after = variant.stock_available
-        if after < variant.low_stock_threshold <= before:
-            events.publish(
-                "stock.low",
-                {
-                    "variant_id": variant.pk,
-                    "sku": variant.sku,
-                    "product_id": variant.product_id,
-                    "available": after,
-                    "threshold": variant.low_stock_threshold,
-                },
-                aggregate_id=f"variant:{variant.pk}",
-            )
+        stock_low_check(variant, available_before=before)
     catalogue_changed(product_ids={v.product_id for v in variants}, reason="stock")
+
+
+def stock_low_check(variant: Variant, *, available_before: int) -> None:
+    """Publish `stock.low` if this change took the variant's available stock under its threshold."""
+    after = variant.stock_available
+    if after < variant.low_stock_threshold <= available_before:
+        events.publish(
+            "stock.low",
+            {
+                "variant_id": variant.pk,
+                "sku": variant.sku,
+                "product_id": variant.product_id,
+                "available": after,
+                "threshold": variant.low_stock_threshold,
+            },
+            aggregate_id=f"variant:{variant.pk}",
+        )
 
 
 def stock_reserve(quantities: dict[int, int]) -> None:

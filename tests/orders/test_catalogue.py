@@ -7,6 +7,7 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from core.models import OutboxEvent
 from orders.models import Variant
 from tests.factories import SuperuserFactory, UserFactory
 from tests.orders.factories import CategoryFactory, ProductFactory, VariantFactory
@@ -142,6 +143,12 @@ def test_an_admin_stock_change_shows_in_the_next_read_without_losing_reservation
     small.refresh_from_db()
     assert (small.stock_on_hand, small.stock_reserved) == (8, 1)
     assert anon.get("/api/products/beech-train").json()["variants"][0]["available"] == 7
+    assert not OutboxEvent.objects.filter(type="stock.low").exists()
+
+    client.post(f"/admin/orders/product/{train.pk}/change/", admin_form(train, stock={"TRAIN-S": 2}))
+
+    low = OutboxEvent.objects.get(type="stock.low")
+    assert (low.data["sku"], low.data["available"]) == ("TRAIN-S", 1)
 
 
 def admin_form(product, *, name=None, stock=None) -> dict:
