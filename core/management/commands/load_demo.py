@@ -1,7 +1,10 @@
 import os
+from importlib import import_module
 
+from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.module_loading import module_has_submodule
 
 from accounts.models import User
 
@@ -30,3 +33,7 @@ class Command(BaseCommand):
         customer.save()
         self.stdout.write(f"demo staff user:    {email} / {password}")
         self.stdout.write(f"demo customer user: customer@example.com / {password}")
+        # Each app may bring its own demo data: a `demo.py` with `load(stdout)`, idempotent.
+        for app_config in apps.get_app_configs():
+            if module_has_submodule(app_config.module, "demo"):
+                import_module(f"{app_config.name}.demo").load(stdout=self.stdout)

@@ -1,0 +1,23 @@
+"""`manage.py load_demo` (make run): demo users and every app's demo data, twice without harm."""
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import User
+from orders.models import Product
+
+pytestmark = pytest.mark.django_db
+
+
+def test_load_demo_is_idempotent(monkeypatch):
+    monkeypatch.setenv("DEMO_STAFF_PASSWORD", "demo-password-1")
+    out = io.StringIO()
+    call_command("load_demo", "--force", stdout=out)
+    call_command("load_demo", "--force", stdout=out)
+
+    assert User.objects.get(email="admin@example.com").is_superuser
+    assert Product.objects.count() == 3
+    assert Product.objects.get(slug="beech-train").variants.count() == 2
+    assert "demo catalogue:     3 products" in out.getvalue()
