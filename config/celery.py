@@ -12,7 +12,6 @@ worker and beat processes, messages in files under var/broker (no dead-lettering
 """
 
 import os
-import time
 
 from celery import Celery, signals
 from kombu import Exchange, Queue
@@ -108,13 +107,6 @@ def _declare_on_worker_start(**kwargs) -> None:
     declare_topology()
 
 
-# A worker process's tasks arriving back to back share a connection that was just used; one
-# that sat idle this long is checked (SELECT 1) before its next task, as Django checks it
-# before each request.
-DB_IDLE_CHECK_SECONDS = 1.0
-_last_task_end = [0.0]
-
-
 @signals.task_postrun.connect
 def _drop_broken_db_connections(**kwargs) -> None:
     """As Django does after each request: close a connection that errored or outlived CONN_MAX_AGE.
@@ -124,16 +116,15 @@ def _drop_broken_db_connections(**kwargs) -> None:
     """
     from django.db import close_old_connections
 
+    from core.db import connections_mark_used
+
     close_old_connections()
-    _last_task_end[0] = time.monotonic()
+    connections_mark_used()
 
 
 @signals.task_prerun.connect
 def _check_idle_db_connections(**kwargs) -> None:
-    """Skip the health check of a connection a task used a moment ago (a round trip per task)."""
-    from django.db import connections
+    """A connection the previous task used a moment ago is not health-checked again."""
+    from core.db import connections_trust_recent
 
-    if time.monotonic() - _last_task_end[0] < DB_IDLE_CHECK_SECONDS:
-        for conn in connections.all(initialized_only=True):
-            if conn.connection is not None and not conn.errors_occurred:
-                conn.health_check_done = True
+    connections_trust_recent()

@@ -1,5 +1,18 @@
 from django.apps import AppConfig
+from django.core.signals import request_finished, request_started
 from django.utils.module_loading import autodiscover_modules
+
+
+def _trust_recent_connections(**kwargs) -> None:
+    from core.db import connections_trust_recent
+
+    connections_trust_recent()
+
+
+def _mark_connections_used(**kwargs) -> None:
+    from core.db import connections_mark_used
+
+    connections_mark_used()
 
 
 class CoreConfig(AppConfig):
@@ -10,5 +23,8 @@ class CoreConfig(AppConfig):
         from core import logging as core_logging
 
         core_logging.connect_celery_signals()
+        # After Django's own close_old_connections (connected when django.db was imported).
+        request_started.connect(_trust_recent_connections, dispatch_uid="core.db.trust_recent")
+        request_finished.connect(_mark_connections_used, dispatch_uid="core.db.mark_used")
         # Every app's event subscribers register now, in web, worker and beat alike.
         autodiscover_modules("subscribers")
