@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/catalogue.py --requests 3000
 
-Two gunicorn servers run side by side with production's web command (sync workers, 2), the
+Two gunicorn servers run side by side with production's web command (sync workers, 4), the
 same settings (config.settings.bench: the local PostgreSQL, Redis and RabbitMQ, the database
 `fulfil_bench`, created and migrated if missing) except one: CATALOGUE_CACHE_SECONDS is 300 for
 the cached server and 0 (every read from PostgreSQL) for the other. Only one is loaded at a
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="cached/uncached pairs, alternated (2)")
     parser.add_argument("--warmup", type=int, default=200, help="requests of each kind first, not counted")
     parser.add_argument("--clients", type=int, default=4, help="client processes (4)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn --workers per server (2)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn --workers per server (4, as the Procfile)")
     parser.add_argument("--timeout", type=float, default=300.0, help="per measurement, s (300)")
     parser.add_argument("--ready-timeout", type=float, default=60.0, help="gunicorn start, s (60)")
     args = parser.parse_args(argv)

@@ -9,11 +9,11 @@ served by the same gunicorn, with the same settings, in the same invocation.
 What runs: config.settings.bench (the test services on localhost, the database `fulfil_bench`,
 created and migrated if missing, production's connection reuse; ROOT_URLCONF bench.urls,
 i.e. the project's URLs plus /bench/bare) and production's web command from the Procfile,
-`python -m gunicorn config.wsgi --workers 2 --timeout 30 --access-logfile -` (the default
+`python -m gunicorn config.wsgi --workers 4 --timeout 30 --access-logfile -` (the default
 sync workers; --workers, --worker-class and --threads change it for both measurements; the
 access log goes to a temporary file), bound to 127.0.0.1 on a free port, in its own process
 group. It is ready once
-/healthz answers 200 and both workers have booted, and it is always stopped at the end
+/healthz answers 200 and all its workers have booted, and it is always stopped at the end
 (SIGTERM to its process group, then SIGKILL), on success, error, timeout, Ctrl-C or SIGTERM.
 
 One sandbox payment with a checkout (services.payment_create + payment_start_checkout, i.e.
@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="bare/webhooks pairs, alternated (2)")
     parser.add_argument("--warmup", type=int, default=300, help="requests of each kind first, not counted")
     parser.add_argument("--clients", type=int, default=4, help="client processes, one connection each (4)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn --workers (2, as the Procfile)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn --workers (4, as the Procfile)")
     parser.add_argument(
         "--worker-class", default="sync", help="gunicorn --worker-class (sync, as the Procfile)"
     )
