@@ -90,10 +90,8 @@ def queries() -> list[str]:
 
 def batch(port: int, n: int) -> list[bytes]:
     paths = queries()
-    return [
-        f"GET {paths[i % len(paths)]} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n".encode()
-        for i in range(n)
-    ]
+    head = f"HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
+    return [f"GET {paths[i % len(paths)]} {head}".encode() for i in range(n)]
 
 
 class CatalogueServer(Gunicorn):
@@ -182,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="cached/uncached pairs, alternated (2)")
     parser.add_argument("--warmup", type=int, default=200, help="requests of each kind first, not counted")
     parser.add_argument("--clients", type=int, default=4, help="client processes (4)")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn --workers per server (4, as the Procfile)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn --workers each (4, as the Procfile)")
     parser.add_argument("--timeout", type=float, default=300.0, help="per measurement, s (300)")
     parser.add_argument("--ready-timeout", type=float, default=60.0, help="gunicorn start, s (60)")
     args = parser.parse_args(argv)
