@@ -100,6 +100,18 @@ def _lock(booking_id: int) -> Booking:
         raise NotFound("No such booking.") from None
 
 
+def _lock_resource(resource_id: int) -> None:
+    """Serialise the writes that make a booking hold time on one resource.
+
+    The exclusion constraint alone would still refuse every overlap, but concurrent inserts
+    that conflict with each other can deadlock while it checks them (PostgreSQL documents
+    this for exclusion constraints); queued on the resource's row, each request sees the
+    committed winner and gets a clear slot_taken. FOR NO KEY UPDATE: bookings' foreign keys
+    to the resource (FOR KEY SHARE) are not blocked by it.
+    """
+    Resource.objects.select_for_update(no_key=True).filter(pk=resource_id).values_list("pk").first()
+
+
 def _flag(booking: Booking, note: str) -> None:
     booking.needs_attention = True
     booking.attention_note = "\n".join(filter(None, [booking.attention_note, note]))
@@ -228,6 +240,7 @@ def booking_hold(
             payment_kind, due = Booking.PaymentKind.FULL, total
 
     with transaction.atomic():
+        _lock_resource(resource.pk)
         _release_stale_holds(resource_id=resource.pk, start=starts_at, end=ends_at, now=now)
         if holding_bookings(resource_id=resource.pk, start=starts_at, end=ends_at).exists():
             raise SlotTaken(extra={"start": starts_at, "end": ends_at})
@@ -275,12 +288,19 @@ def booking_hold(
 
 
 def _release_stale_holds(*, resource_id: int, start: datetime, end: datetime, now: datetime) -> None:
-    """Expire holds past their deadline in [start, end) now rather than at beat's next pass."""
-    stale = holding_bookings(resource_id=resource_id, start=start, end=end).filter(
-        status=Booking.Status.PENDING_PAYMENT, hold_expires_at__lt=now
+    """Expire holds past their deadline in [start, end) now rather than at beat's next pass.
+
+    A hold locked by someone else (its payment being applied) is skipped: it still counts.
+    """
+    stale = (
+        holding_bookings(resource_id=resource_id, start=start, end=end)
+        .filter(status=Booking.Status.PENDING_PAYMENT, hold_expires_at__lt=now)
+        .select_related("resource", "payment")
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("pk")
     )
-    for booking_id in stale.order_by("pk").values_list("pk", flat=True):
-        _expire(_lock(booking_id), reason="hold expired")
+    for booking in stale:
+        _expire(booking, reason="hold expired")
 
 
 # --- Staff and customer actions --------------------------------------------------------------
@@ -317,6 +337,7 @@ def booking_confirm(
 
 def _save_holding(booking: Booking, *, fields: list[str]) -> None:
     """Save a booking that (again) holds its time; the constraint may find the slot taken."""
+    _lock_resource(booking.resource_id)
     if booking.status in (Booking.Status.CONFIRMED, Booking.Status.PENDING_PAYMENT):
         others = holding_bookings(
             resource_id=booking.resource_id, start=booking.starts_at, end=booking.ends_at
