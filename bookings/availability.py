@@ -14,16 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import NamedTuple, TypeVar
 
 STEP = timedelta(minutes=15)
 DAY_MINUTES = 24 * 60
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+T = TypeVar("T")
 Span = tuple[int, int]  # (opens, closes) in minutes since local midnight, closes <= 1440
 
 
-@dataclass(frozen=True, order=True)
-class Interval:
+class Interval(NamedTuple):  # a tuple: cheap to create and compare, ordered by (start, end)
     start: datetime
     end: datetime
 
@@ -85,20 +86,27 @@ def merge(intervals: Iterable[Interval]) -> list[Interval]:
 
 def subtract(intervals: Sequence[Interval], busy: Sequence[Interval]) -> list[Interval]:
     """`intervals` minus `busy` (both sorted and merged)."""
-    free: list[Interval] = []
+    return [piece for piece, _ in subtract_tagged([(i, None) for i in intervals], busy)]
+
+
+def subtract_tagged(
+    intervals: Sequence[tuple[Interval, T]], busy: Sequence[Interval]
+) -> list[tuple[Interval, T]]:
+    """Like subtract(), each free piece keeping the tag of the interval it came from; one pass."""
+    free: list[tuple[Interval, T]] = []
     i = 0
-    for interval in intervals:
+    for interval, tag in intervals:
         start = interval.start
         while i < len(busy) and busy[i].end <= start:
             i += 1
         j = i
         while j < len(busy) and busy[j].start < interval.end:
             if busy[j].start > start:
-                free.append(Interval(start, busy[j].start))
+                free.append((Interval(start, busy[j].start), tag))
             start = max(start, busy[j].end)
             j += 1
         if start < interval.end:
-            free.append(Interval(start, interval.end))
+            free.append((Interval(start, interval.end), tag))
     return free
 
 
@@ -140,23 +148,30 @@ def availability_compute(
     """
     busy = merge(busy)
     floor = align_up(not_before) if not_before else None
-    days: list[DayAvailability] = []
-    for day in dates(start_date, end_date):
-        result = DayAvailability(day)
-        days.append(result)
-        if last_date is not None and day > last_date:
-            continue
-        free = subtract(opening_intervals(day, tz=tz, weekly=weekly, exceptions=exceptions), busy)
+    days = [DayAvailability(day) for day in dates(start_date, end_date)]
+    open_days = [d for d in days if last_date is None or d.date <= last_date]
+    # Each day's opening intervals lie within that local day, so in day order they are sorted.
+    opening = [
+        (interval, day)
+        for day in open_days
+        for interval in opening_intervals(day.date, tz=tz, weekly=weekly, exceptions=exceptions)
+    ]
+    for piece, day in subtract_tagged(opening, busy):
         if floor is not None:
-            free = [Interval(max(i.start, floor), i.end) for i in free if i.end > floor]
-        result.free = [i for i in free if i.end > i.start]
-    by_date = {d.date: d for d in days}
-    for interval in merge(i for d in days for i in d.free):
+            if piece.end <= floor:
+                continue
+            if piece.start < floor:
+                piece = Interval(floor, piece.end)
+        day.free.append(piece)
+    # Starts: walk the joined free time once; a start belongs to the local day it falls on.
+    boundaries = [(local_to_utc(day.date, 0, tz), day) for day in open_days]
+    k = 0
+    for interval in merge(piece for day in open_days for piece in day.free):
         start = align_up(interval.start)
         while start + duration <= interval.end:
-            local_day = start.astimezone(tz).date()
-            if local_day in by_date and by_date[local_day].free:
-                by_date[local_day].starts.append(start)
+            while k + 1 < len(boundaries) and boundaries[k + 1][0] <= start:
+                k += 1
+            boundaries[k][1].starts.append(start)
             start += STEP
     return days
 

@@ -1,11 +1,12 @@
 """Reads on bookings: who sees what, and the inputs and result of an availability query."""
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import BigIntegerField, Func, Q, QuerySet, Value
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from bookings.availability import (
@@ -69,14 +70,20 @@ def holding_bookings(
     its GiST index finds exactly the bookings in the window (docs/benchmarks.md, EXPLAIN).
     With `now`, holds past their deadline that beat has not expired yet do not count.
     """
-    queryset = Booking.objects.filter(resource_id=resource_id, status__in=HOLDING_STATUSES)
     if connection.vendor == "postgresql":
         from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 
-        queryset = queryset.alias(during=TsTzRange("starts_at", "ends_at")).filter(
-            during__overlap=DateTimeTZRange(start, end, "[)")
+        # A bigint literal: btree_gist has no int8-int4 operator, and the index's first
+        # column must match for the GiST index to narrow by resource too.
+        queryset = (
+            Booking.objects.filter(
+                resource_id=Cast(Value(resource_id), BigIntegerField()), status__in=HOLDING_STATUSES
+            )
+            .alias(during=TsTzRange("starts_at", "ends_at"))
+            .filter(during__overlap=DateTimeTZRange(start, end, "[)"))
         )
     else:
+        queryset = Booking.objects.filter(resource_id=resource_id, status__in=HOLDING_STATUSES)
         queryset = queryset.filter(starts_at__lt=end, ends_at__gt=start)
     if now is not None:
         queryset = queryset.filter(
@@ -86,10 +93,18 @@ def holding_bookings(
 
 
 def busy_intervals(*, resource_id: int, start: datetime, end: datetime, now: datetime) -> list[Interval]:
-    rows = holding_bookings(resource_id=resource_id, start=start, end=end, now=now).values_list(
-        "starts_at", "ends_at"
-    )
-    return [Interval(s, e) for s, e in rows]
+    queryset = holding_bookings(resource_id=resource_id, start=start, end=end, now=now)
+    if connection.vendor != "postgresql":
+        return [Interval(s, e) for s, e in queryset.values_list("starts_at", "ends_at")]
+    # Whole epoch seconds (bookings are on the grid): integers load several times faster
+    # than timestamptz text, which was half of the query's time (docs/benchmarks.md).
+    rows = queryset.annotate(s=EpochSeconds("starts_at"), e=EpochSeconds("ends_at")).values_list("s", "e")
+    return [Interval(datetime.fromtimestamp(s, UTC), datetime.fromtimestamp(e, UTC)) for s, e in rows]
+
+
+class EpochSeconds(Func):
+    template = "EXTRACT(EPOCH FROM %(expressions)s)::bigint"
+    output_field = BigIntegerField()
 
 
 def resource_opening_intervals(*, resource: Resource, start: datetime, end: datetime) -> list[Interval]:
