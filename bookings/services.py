@@ -380,6 +380,8 @@ def booking_cancel(
         if BOOKING.is_repeat(booking.status, Booking.Status.CANCELLED):
             return booking
         BOOKING.check(booking.status, Booking.Status.CANCELLED)
+        if not by_staff and timezone.now() >= booking.starts_at:
+            raise BusinessRuleViolation("The booking has started; ask the staff.", code="already_started")
         policy = booking_refund_due(booking=booking)
         refund = policy if refund is None else refund
         before = booking.status
@@ -575,6 +577,8 @@ def booking_apply_payment_completed(
         if booking.status == Booking.Status.PENDING_PAYMENT:
             booking.status = Booking.Status.CONFIRMED
             confirmed = True
+        elif booking.status == Booking.Status.EXPIRED and booking.starts_at <= timezone.now():
+            note += "; the hold had expired and its time has begun: " + _refund_unwanted(booking)
         elif booking.status == Booking.Status.EXPIRED:
             booking.status = Booking.Status.CONFIRMED
             try:

@@ -116,7 +116,7 @@ def test_bad_input_gets_a_clear_error_and_holds_nothing(hall, customer, change, 
     assert not Booking.objects.exists() and not Payment.objects.exists()
 
 
-def test_a_taken_slot_is_a_409_and_the_refusal_is_replayed(hall, customer):
+def test_a_taken_slot_is_a_409(hall, customer):
     create(client_for(UserFactory()), body_for(hall))
     client = client_for(customer)
 

@@ -355,3 +355,25 @@ def test_beat_tasks_call_the_services(booking):
     Booking.objects.filter(pk=booking.pk).update(hold_expires_at=timezone.now() - timedelta(minutes=1))
     assert expire_holds.run() == 1
     assert send_reminders.run() == 0
+
+
+def test_a_customer_cannot_cancel_once_the_booking_has_started_but_staff_can(booking, customer, staff):
+    completed(booking)
+    Booking.objects.filter(pk=booking.pk).update(
+        starts_at=timezone.now() - timedelta(minutes=30), ends_at=timezone.now() + timedelta(minutes=30)
+    )
+    with pytest.raises(BusinessRuleViolation) as caught:
+        services.booking_cancel(booking_id=booking.pk, actor_id=customer.pk)
+    assert caught.value.code == "already_started"
+    assert (
+        services.booking_cancel(booking_id=booking.pk, actor_id=staff.pk, by_staff=True).status == "cancelled"
+    )
+    assert not Refund.objects.exists()  # within the notice: no refund unless staff say so
+
+
+def test_late_payment_for_a_time_that_has_begun_is_refunded(booking, celery_app_without_worker):
+    services.booking_expire(booking_id=booking.pk)
+    Booking.objects.filter(pk=booking.pk).update(starts_at=timezone.now() - timedelta(minutes=5))
+    late = completed(Booking.objects.get(pk=booking.pk), late=True)
+    assert (late.status, late.needs_attention) == ("expired", True)
+    assert Refund.objects.filter(payment=late.payment).exists()
