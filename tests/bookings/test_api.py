@@ -208,3 +208,40 @@ def test_every_bookings_endpoint_is_in_the_schema(client):
     assert "get" in paths["/api/bookings/resources"]
     params = {p["name"] for p in paths["/api/bookings/availability"]["get"]["parameters"]}
     assert {"hall_id", "start_date", "end_date", "service_id"} <= params
+
+
+def test_a_gateway_that_is_down_is_a_503_and_the_retry_opens_the_same_bookings_checkout(
+    hall, customer, monkeypatch
+):
+    from payments.gateways.base import GatewayError
+    from payments.gateways.sandbox import SandboxGateway
+
+    real = SandboxGateway.create_checkout
+
+    def down(self, request):
+        raise GatewayError("sandbox: connection reset", transient=True)
+
+    monkeypatch.setattr(SandboxGateway, "create_checkout", down)
+    client = client_for(customer)
+    first = create(client, body_for(hall))
+    assert first.status_code == 503 and first.json()["code"] == "gateway_unavailable"
+    assert Booking.objects.get().status == "pending_payment"
+
+    monkeypatch.setattr(SandboxGateway, "create_checkout", real)
+    again = create(client, body_for(hall))
+    assert again.status_code == 201 and again.json()["id"] == Booking.objects.get().public_id
+    assert again.json()["payment"]["status"] == "pending"
+
+
+def test_a_gateway_that_refuses_is_a_422_and_releases_the_slot(hall, customer, monkeypatch):
+    from payments.gateways.base import GatewayError
+    from payments.gateways.sandbox import SandboxGateway
+
+    def refuse(self, request):
+        raise GatewayError("sandbox: currency not accepted", transient=False, code="currency")
+
+    monkeypatch.setattr(SandboxGateway, "create_checkout", refuse)
+    response = create(client_for(customer), body_for(hall))
+
+    assert response.status_code == 422 and response.json()["code"] == "gateway_refused"
+    assert Booking.objects.get().status == "expired"
