@@ -13,13 +13,16 @@ Data, for each total N (the bookings table is emptied and refilled each time):
   - the rest of N on 20 other halls; statuses mostly confirmed, some completed, cancelled
     or expired. So the window always holds the same 180 bookings while the table grows.
 Measured, per N, after ANALYZE and 20 warm-up queries:
+  - query: bookings.selectors.busy_intervals() alone, the one query that reads bookings
+    (what could grow with N);
   - selector: bookings.selectors.availability_for() for the 30-day window (resource
     already loaded): 3 queries (weekly hours, exceptions, bookings in the window) and the
-    pure computation, per call, --queries times;
+    pure computation, per call, --queries times; also its CPU time (time.process_time),
+    which the other processes of a shared machine disturb less than wall time;
   - api: GET /api/bookings/availability through Django's test client (URL routing,
     serializer validation, the resource lookup, JSON rendering of 30 days of starts);
   - plan: EXPLAIN (ANALYZE, BUFFERS) of the bookings-in-the-window query, to show the
-    index used and how many rows it reads.
+    index used, the rows it reads and the buffers it touches.
 Latency is wall time per call (time.perf_counter), p50 and p99 over the calls.
 Target (issue): p99 under 20 ms, flat in N.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -141,7 +145,7 @@ def measure(total: int, queries: int, *, customer, target, others) -> dict:
     from django.test import Client
 
     from bookings.availability import local_to_utc
-    from bookings.selectors import availability_for
+    from bookings.selectors import availability_for, busy_intervals
 
     today = datetime.now(UTC).astimezone(target.tz).date()
     start_date = today + timedelta(days=1)
@@ -150,6 +154,13 @@ def measure(total: int, queries: int, *, customer, target, others) -> dict:
     t0 = time.perf_counter()
     in_window = seed(total, customer=customer, target=target, others=others, window_start=window_start)
     log(f"{total:,} bookings seeded in {time.perf_counter() - t0:.1f} s ({in_window} in the window)")
+
+    window = (local_to_utc(start_date, 0, target.tz), local_to_utc(end_date, 24 * 60, target.tz))
+
+    def query() -> int:
+        return len(
+            busy_intervals(resource_id=target.pk, start=window[0], end=window[1], now=datetime.now(UTC))
+        )
 
     def selector() -> int:
         result = availability_for(resource=target, start_date=start_date, end_date=end_date)
@@ -164,27 +175,34 @@ def measure(total: int, queries: int, *, customer, target, others) -> dict:
         return len(response.content)
 
     figures: dict = {"total": total, "in_window": in_window}
-    for name, call in (("selector", selector), ("api", api)):
+    for name, call in (("query", query), ("selector", selector), ("api", api)):
         for _ in range(20):
             call()
-        timings = []
+        timings, cpu = [], []
         for _ in range(queries):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             call()
             timings.append((time.perf_counter() - t) * 1000)
+            cpu.append((time.process_time() - c) * 1000)
         figures[name] = {
             "p50_ms": round(statistics.median(timings), 2),
             "p99_ms": round(percentile(timings, 99), 2),
             "max_ms": round(max(timings), 2),
+            "cpu_p50_ms": round(statistics.median(cpu), 2),
         }
     figures["starts"] = selector()
-    plan = explain(target, local_to_utc(start_date, 0, target.tz), local_to_utc(end_date, 24 * 60, target.tz))
+    plan = explain(target, *window)
     figures["plan"] = plan
-    figures["index_used"] = "booking_no_overlap" in plan
-    selector_ms, api_ms = figures["selector"], figures["api"]
+    figures["index_used"] = "Index Scan on booking_no_overlap" in plan
+    index_rows = re.search(r"Index Scan on booking_no_overlap .*?actual rows=(\d+)", plan)
+    figures["index_rows"] = int(index_rows.group(1)) if index_rows else None
+    figures["buffers"] = int(re.search(r"Buffers: shared hit=(\d+)", plan).group(1))
+    query_ms, selector_ms, api_ms = figures["query"], figures["selector"], figures["api"]
     log(
-        f"N={total:,}: selector p50 {selector_ms['p50_ms']} ms p99 {selector_ms['p99_ms']} ms; "
-        f"api p50 {api_ms['p50_ms']} ms p99 {api_ms['p99_ms']} ms; index used: {figures['index_used']}"
+        f"N={total:,}: query p50 {query_ms['p50_ms']} p99 {query_ms['p99_ms']} ms; "
+        f"selector p50 {selector_ms['p50_ms']} p99 {selector_ms['p99_ms']} ms (cpu p50 {selector_ms['cpu_p50_ms']}); "
+        f"api p50 {api_ms['p50_ms']} p99 {api_ms['p99_ms']} ms; "
+        f"index {figures['index_used']}, {figures['index_rows']} rows, {figures['buffers']} buffers"
     )
     return figures
 
@@ -220,10 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             cursor.execute("TRUNCATE bookings_bookingaudit, bookings_booking RESTART IDENTITY CASCADE")
 
     def row(figures: dict) -> str:
-        s, a = figures["selector"], figures["api"]
+        q, s, a = figures["query"], figures["selector"], figures["api"]
         return (
-            f"{figures['total']:,}: selector p50 {s['p50_ms']}/p99 {s['p99_ms']} ms, "
-            f"api p50 {a['p50_ms']}/p99 {a['p99_ms']} ms"
+            f"{figures['total']:,}: query {q['p50_ms']}/{q['p99_ms']}, selector {s['p50_ms']}/{s['p99_ms']}, "
+            f"api {a['p50_ms']}/{a['p99_ms']} ms (p50/p99)"
         )
 
     growth = results[-1]["selector"]["p99_ms"] / results[0]["selector"]["p99_ms"]

@@ -1,3 +1,5 @@
+from datetime import timezone, tzinfo
+
 import django_filters
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -18,7 +20,7 @@ from bookings.api.serializers import (
     BookingSerializer,
     ResourceSerializer,
 )
-from bookings.availability import STEP
+from bookings.availability import STEP, DayAvailability
 from bookings.models import Booking, Resource, Service
 from bookings.selectors import availability_for, bookings_visible_to
 from core.errors import BusinessRuleViolation, InvalidInput
@@ -74,7 +76,6 @@ class AvailabilityView(APIView):
         result = availability_for(
             resource=resource, start_date=params["start_date"], end_date=params["end_date"], service=service
         )
-        tz = resource.tz
         return Response(
             {
                 "resource_id": resource.pk,
@@ -84,22 +85,25 @@ class AvailabilityView(APIView):
                 "end_date": result.end_date,
                 "slot_minutes": STEP.seconds // 60,
                 "duration_minutes": result.duration.seconds // 60 + result.duration.days * 24 * 60,
-                "days": [
-                    {
-                        "date": day.date,
-                        "free": [
-                            {
-                                "start": i.start.astimezone(tz).isoformat(),
-                                "end": i.end.astimezone(tz).isoformat(),
-                            }
-                            for i in day.free
-                        ],
-                        "starts": [s.astimezone(tz).isoformat() for s in day.starts],
-                    }
-                    for day in result.days
-                ],
+                "days": [_day_json(day, resource.tz) for day in result.days],
             }
         )
+
+
+def _day_json(day: DayAvailability, tz: tzinfo) -> dict:
+    """A day's free intervals and starts as local ISO 8601 times with their offset."""
+    if day.free:
+        offset = day.free[0].start.astimezone(tz).utcoffset()
+        if day.free[-1].end.astimezone(tz).utcoffset() == offset:  # no clock change: a fixed offset is faster
+            tz = timezone(offset)
+    return {
+        "date": day.date,
+        "free": [
+            {"start": i.start.astimezone(tz).isoformat(), "end": i.end.astimezone(tz).isoformat()}
+            for i in day.free
+        ],
+        "starts": [s.astimezone(tz).isoformat() for s in day.starts],
+    }
 
 
 class BookingFilter(django_filters.FilterSet):
