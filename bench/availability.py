@@ -200,7 +200,8 @@ def measure(total: int, queries: int, *, customer, target, others) -> dict:
     query_ms, selector_ms, api_ms = figures["query"], figures["selector"], figures["api"]
     log(
         f"N={total:,}: query p50 {query_ms['p50_ms']} p99 {query_ms['p99_ms']} ms; "
-        f"selector p50 {selector_ms['p50_ms']} p99 {selector_ms['p99_ms']} ms (cpu p50 {selector_ms['cpu_p50_ms']}); "
+        f"selector p50 {selector_ms['p50_ms']} p99 {selector_ms['p99_ms']} ms "
+        f"(cpu p50 {selector_ms['cpu_p50_ms']}); "
         f"api p50 {api_ms['p50_ms']} p99 {api_ms['p99_ms']} ms; "
         f"index {figures['index_used']}, {figures['index_rows']} rows, {figures['buffers']} buffers"
     )

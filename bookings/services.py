@@ -389,7 +389,7 @@ def booking_cancel(
         booking.hold_expires_at = None
         booking.save(update_fields=["status", "hold_expires_at", "updated_at"])
         source = BookingAudit.Source.STAFF if by_staff else BookingAudit.Source.CUSTOMER
-        note = _refund_after_cancel(booking, refund=refund, actor_id=actor_id) if refund else "no refund"
+        requested, note = _refund_after_cancel(booking, actor_id=actor_id) if refund else (False, "no refund")
         if not refund and booking.payment_status in (
             Booking.PaymentStatus.PAID,
             Booking.PaymentStatus.DEPOSIT_PAID,
@@ -402,16 +402,17 @@ def booking_cancel(
             actor_id=actor_id,
             note="; ".join(filter(None, [reason, note])),
         )
-        events.publish("booking.cancelled", _event_data(booking, reason=reason, refund=refund, by=source))
+        events.publish("booking.cancelled", _event_data(booking, reason=reason, refund=requested, by=source))
     return booking
 
 
-def _refund_after_cancel(booking: Booking, *, refund: bool, actor_id: int | None) -> str:
+def _refund_after_cancel(booking: Booking, *, actor_id: int | None) -> tuple[bool, str]:
+    """Refund all that is left of the booking's online payment; (whether one was requested, a note)."""
     payment = booking.payment
     if payment is None or payment.status not in (Payment.Status.SUCCEEDED, Payment.Status.PARTIALLY_REFUNDED):
         if booking.payment_status == Booking.PaymentStatus.PAID:
-            return "refund due, but nothing was paid online: refund at the desk"
-        return "nothing paid online to refund"
+            return False, "refund due, but nothing was paid online: refund at the desk"
+        return False, "nothing paid online to refund"
     refund_request(
         payment_id=payment.pk,
         amount=None,
@@ -419,7 +420,7 @@ def _refund_after_cancel(booking: Booking, *, refund: bool, actor_id: int | None
         idempotency_key=f"booking:{booking.public_id}:cancel",
         requested_by_id=actor_id,
     )
-    return "full refund requested"
+    return True, "full refund requested"
 
 
 def _finish(*, booking_id: int, target: str, actor_id: int | None, note: str) -> Booking:
