@@ -28,6 +28,9 @@ try:
     print("overlap accepted")
 except services.SlotTaken:
     print("slot_taken")
+from bookings.selectors import availability_for
+day = availability_for(resource=hall, start_date=start.date(), end_date=start.date()).days[0]
+print("free", [(i.start.hour, i.end.hour) for i in day.free])
 """
 
 
@@ -53,5 +56,6 @@ def test_bookings_on_sqlite(tmp_path):
     run(tmp_path, "migrate", "--noinput")
     out = run(tmp_path, "shell", stdin=SCRIPT)
     assert "held pending_payment 6" in out and "slot_taken" in out and "overlap accepted" not in out
+    assert "free [(0, 10), (12, 0)]" in out  # availability on SQLite: 10:00-12:00 is held
     run(tmp_path, "migrate", "bookings", "zero", "--noinput")
     run(tmp_path, "migrate", "bookings", "--noinput")
