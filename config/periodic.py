@@ -62,4 +62,16 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         args=["beat"],
         description="Proves beat, broker and worker are alive (see Core > Heartbeats).",
     ),
+    PeriodicTaskSpec(
+        name="bookings.expire_holds",
+        task="bookings.expire_holds",
+        every_seconds=60,
+        description="Expires unpaid booking holds past their deadline (booking.expired), freeing the slots.",
+    ),
+    PeriodicTaskSpec(
+        name="bookings.send_reminders",
+        task="bookings.send_reminders",
+        every_seconds=300,
+        description="Publishes booking.reminder once per confirmed booking about to start.",
+    ),
 ]

@@ -21,6 +21,6 @@ urlpatterns = [
     path("api/integrations/", include("core.urls")),
     path("api/", include("payments.api.urls")),
     path("api/", include("orders.api.urls")),
-    path("api/bookings/", include("bookings.api.urls")),
+    path("api/", include("bookings.api.urls")),
     path("api/notifications/", include("notifications.api.urls")),
 ]

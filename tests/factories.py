@@ -26,3 +26,57 @@ class StaffFactory(UserFactory):
 class SuperuserFactory(StaffFactory):
     email = factory.Sequence(lambda n: f"admin{n}@example.com")
     is_superuser = True
+
+
+# --- bookings -------------------------------------------------------------------------------
+class ResourceFactory(factory.django.DjangoModelFactory):
+    """A hall open every day 09:00-21:00 in Berlin, 40.00 EUR an hour, bookable for 1 to 8 hours."""
+
+    class Meta:
+        model = "bookings.Resource"
+        skip_postgeneration_save = True
+
+    kind = "hall"
+    name = factory.Sequence(lambda n: f"Studio {n}")
+    slug = factory.Sequence(lambda n: f"studio-{n}")
+    timezone = "Europe/Berlin"
+    currency = "EUR"
+    price_per_hour = "40.00"
+    min_booking_minutes = 60
+    max_booking_minutes = 480
+
+    @factory.post_generation
+    def hours(resource, create, extracted, **kwargs):
+        """hours=[(weekday, "09:00", "21:00"), ...]; default every day 09:00-21:00; hours=[] for none."""
+        from bookings.models import OpeningHours
+
+        if not create:
+            return
+        spans = extracted if extracted is not None else [(day, "09:00", "21:00") for day in range(7)]
+        OpeningHours.objects.bulk_create(
+            OpeningHours(resource=resource, weekday=day, opens=opens, closes=closes)
+            for day, opens, closes in spans
+        )
+
+
+class StaffResourceFactory(ResourceFactory):
+    kind = "staff"
+    name = factory.Sequence(lambda n: f"Stylist {n}")
+    slug = factory.Sequence(lambda n: f"stylist-{n}")
+    price_per_hour = None
+
+
+class ServiceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "bookings.Service"
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Haircut {n}")
+    duration_minutes = 45
+    price = "30.00"
+    currency = "EUR"
+
+    @factory.post_generation
+    def resources(service, create, extracted, **kwargs):
+        if create and extracted:
+            service.resources.set(extracted)

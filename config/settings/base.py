@@ -209,6 +209,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PaymentStatusEnum": "payments.models.Payment.Status",
         "OrderStatusEnum": "orders.models.Order.Status",
+        # a resource's kind (hall, staff) is not a payment's kind (full, deposit)
+        "ResourceKindEnum": "bookings.models.Resource.Kind",
+        "KindEnum": "payments.models.Payment.Kind",
     },
 }
 
@@ -290,3 +293,11 @@ LOGGING = {
         "kombu": {"level": "WARNING"},
     },
 }
+
+# --- Bookings (see docs/bookings.md) ----------------------------------------------------
+BOOKING_HOLD_MINUTES = env.int("BOOKING_HOLD_MINUTES", default=15)  # unpaid hold (and payment) deadline
+BOOKING_DEPOSIT_PERCENT = env.int("BOOKING_DEPOSIT_PERCENT", default=30)  # percent of the total
+BOOKING_FREE_CANCEL_HOURS = env.int("BOOKING_FREE_CANCEL_HOURS", default=24)  # full refund up to this notice
+BOOKING_REMINDER_HOURS = env.int("BOOKING_REMINDER_HOURS", default=24)  # booking.reminder this long before
+BOOKING_MAX_DAYS_AHEAD = env.int("BOOKING_MAX_DAYS_AHEAD", default=90)  # furthest start one can book
+BOOKING_AVAILABILITY_MAX_DAYS = env.int("BOOKING_AVAILABILITY_MAX_DAYS", default=62)  # one query's window

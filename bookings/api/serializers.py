@@ -1,0 +1,235 @@
+from datetime import datetime
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from bookings.models import Booking, OpeningHours, Resource, Service
+from core.money import quantize
+from payments.api.serializers import MoneyField
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class LocalDateTimeField(serializers.Field):
+    """An instant shown in the booked resource's time zone (ISO 8601 with its offset)."""
+
+    def __init__(self, **kwargs):
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def get_attribute(self, instance):
+        return (getattr(instance, self.source), instance.resource.tz)
+
+    def to_representation(self, value) -> str | None:
+        moment, tz = value
+        return moment.astimezone(tz).isoformat() if moment else None
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class WallOrAwareDateTimeField(serializers.Field):
+    """ISO 8601. With an offset (or Z) it is that instant; without one, the resource's local time."""
+
+    def to_internal_value(self, data) -> datetime:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Expected an ISO 8601 date and time, e.g. 2026-12-01T10:00.")
+        try:
+            return datetime.fromisoformat(data.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise serializers.ValidationError(
+                "Expected an ISO 8601 date and time, e.g. 2026-12-01T10:00 or 2026-12-01T10:00+01:00."
+            ) from None
+
+    def to_representation(self, value) -> str:
+        return value.isoformat()
+
+
+class OpeningHoursSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OpeningHours
+        fields = ["weekday", "opens", "closes"]
+
+
+class ServiceSerializer(serializers.ModelSerializer):
+    price = MoneyField()
+
+    class Meta:
+        model = Service
+        fields = ["id", "name", "duration_minutes", "price", "currency"]
+
+
+class ResourceSerializer(serializers.ModelSerializer):
+    price_per_hour = serializers.SerializerMethodField()
+    opening_hours = OpeningHoursSerializer(many=True, read_only=True)
+    services = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Resource
+        fields = [
+            "id",
+            "kind",
+            "name",
+            "slug",
+            "description",
+            "timezone",
+            "currency",
+            "price_per_hour",
+            "min_booking_minutes",
+            "max_booking_minutes",
+            "opening_hours",
+            "services",
+        ]
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_price_per_hour(self, resource: Resource) -> str | None:
+        if resource.price_per_hour is None:
+            return None
+        return str(quantize(resource.price_per_hour, resource.currency))
+
+    @extend_schema_field(ServiceSerializer(many=True))
+    def get_services(self, resource: Resource) -> list[dict]:
+        active = [s for s in resource.services.all() if s.active]
+        return ServiceSerializer(active, many=True).data
+
+
+class AvailabilityQuerySerializer(serializers.Serializer):
+    hall_id = serializers.IntegerField(required=False, help_text="The resource (hall or staff member)")
+    resource_id = serializers.IntegerField(required=False, help_text="Same as hall_id")
+    service_id = serializers.IntegerField(
+        required=False, help_text="Start times where this service's whole duration fits"
+    )
+    start_date = serializers.DateField()
+    end_date = serializers.DateField()
+
+    def validate(self, attrs):
+        if "hall_id" not in attrs and "resource_id" not in attrs:
+            raise serializers.ValidationError({"hall_id": ["This field is required."]})
+        attrs["resource_id"] = attrs.pop("hall_id", None) or attrs["resource_id"]
+        if attrs["end_date"] < attrs["start_date"]:
+            raise serializers.ValidationError({"end_date": ["must not be before start_date."]})
+        days = (attrs["end_date"] - attrs["start_date"]).days + 1
+        if days > settings.BOOKING_AVAILABILITY_MAX_DAYS:
+            raise serializers.ValidationError(
+                {
+                    "end_date": [
+                        f"at most {settings.BOOKING_AVAILABILITY_MAX_DAYS} days per query ({days} asked)."
+                    ]
+                }
+            )
+        return attrs
+
+
+class IntervalSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+
+
+class DaySerializer(serializers.Serializer):
+    date = serializers.DateField()
+    free = IntervalSerializer(many=True)
+    starts = serializers.ListField(child=serializers.DateTimeField())
+
+
+class AvailabilitySerializer(serializers.Serializer):
+    """The response of GET /api/bookings/availability (built by the view, documented here)."""
+
+    resource_id = serializers.IntegerField()
+    service_id = serializers.IntegerField(allow_null=True)
+    timezone = serializers.CharField()
+    start_date = serializers.DateField()
+    end_date = serializers.DateField()
+    slot_minutes = serializers.IntegerField()
+    duration_minutes = serializers.IntegerField()
+    days = DaySerializer(many=True)
+
+
+class BookingCreateSerializer(serializers.Serializer):
+    resource_id = serializers.IntegerField(required=False, help_text="The hall or staff member")
+    hall_id = serializers.IntegerField(required=False, help_text="Same as resource_id")
+    service_id = serializers.IntegerField(required=False, allow_null=True)
+    start = WallOrAwareDateTimeField()
+    end = WallOrAwareDateTimeField(required=False, allow_null=True, help_text="Omit when booking a service")
+    payment_kind = serializers.ChoiceField(
+        choices=Booking.PaymentKind.choices,
+        default=Booking.PaymentKind.DEPOSIT,
+        help_text="Pay a deposit (BOOKING_DEPOSIT_PERCENT of the total) or everything now",
+    )
+    return_url = serializers.URLField(required=False, allow_blank=True, default="")
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+    def validate(self, attrs):
+        if "resource_id" not in attrs and "hall_id" not in attrs:
+            raise serializers.ValidationError({"resource_id": ["This field is required."]})
+        attrs["resource_id"] = attrs.pop("hall_id", None) or attrs["resource_id"]
+        return attrs
+
+
+class BookingPaymentSerializer(serializers.Serializer):
+    id = serializers.CharField(source="public_id")
+    status = serializers.CharField()
+    amount = MoneyField()
+    currency = serializers.CharField()
+    kind = serializers.CharField()
+    gateway = serializers.CharField()
+    checkout_url = serializers.CharField()
+    deadline = serializers.DateTimeField()
+
+
+class BookingSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id")
+    resource_id = serializers.IntegerField()
+    resource_name = serializers.CharField(source="resource.name")
+    timezone = serializers.CharField(source="resource.timezone")
+    service_id = serializers.IntegerField(allow_null=True)
+    customer_id = serializers.IntegerField()
+    start = LocalDateTimeField(source="starts_at")
+    end = LocalDateTimeField(source="ends_at")
+    amount_total = MoneyField()
+    amount_due = MoneyField()
+    payment = BookingPaymentSerializer(allow_null=True)
+
+    class Meta:
+        model = Booking
+        fields = [
+            "id",
+            "resource_id",
+            "resource_name",
+            "timezone",
+            "service_id",
+            "customer_id",
+            "start",
+            "end",
+            "status",
+            "payment_status",
+            "payment_kind",
+            "amount_total",
+            "amount_due",
+            "currency",
+            "payment",
+            "payment_error",
+            "hold_expires_at",
+            "notes",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class BookingCancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+    refund = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Staff only: refund (true) or not (false) whatever the policy says",
+    )
+
+
+class BookingConfirmSerializer(serializers.Serializer):
+    paid_in_cash = serializers.BooleanField(
+        default=False, help_text="The customer paid (the rest) at the desk"
+    )
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
+class BookingNoteSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)

@@ -1,0 +1,244 @@
+from datetime import timezone, tzinfo
+
+import django_filters
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bookings import services
+from bookings.api.serializers import (
+    AvailabilityQuerySerializer,
+    AvailabilitySerializer,
+    BookingCancelSerializer,
+    BookingConfirmSerializer,
+    BookingCreateSerializer,
+    BookingNoteSerializer,
+    BookingSerializer,
+    ResourceSerializer,
+)
+from bookings.availability import STEP, DayAvailability
+from bookings.models import Booking, Resource, Service
+from bookings.selectors import availability_for, bookings_visible_to
+from core.errors import BusinessRuleViolation, InvalidInput
+from core.idempotency import HEADER, idempotent
+from payments.services import payment_checkout_open
+
+IDEMPOTENCY = OpenApiParameter(HEADER, str, OpenApiParameter.HEADER, required=True)
+ERRORS = {
+    400: OpenApiResponse(description="invalid input: {code, message, extra.fields}"),
+    404: OpenApiResponse(description="not found (or not yours)"),
+    409: OpenApiResponse(description="slot_taken, or a transition the booking's status does not allow"),
+    422: OpenApiResponse(description="a business rule: in_the_past, outside_opening_hours, too_far_ahead..."),
+}
+
+
+class ResourceListView(ListAPIView):
+    """GET /api/bookings/resources: what can be booked (halls, staff), with hours and services."""
+
+    permission_classes = [AllowAny]
+    serializer_class = ResourceSerializer
+    queryset = Resource.objects.filter(active=True).prefetch_related("opening_hours", "services")
+    filterset_fields = ["kind"]
+
+
+class AvailabilityView(APIView):
+    """GET /api/bookings/availability: free intervals and 15-minute start times per local day."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        parameters=[AvailabilityQuerySerializer],
+        responses={200: AvailabilitySerializer, 400: ERRORS[400]},
+    )
+    def get(self, request):
+        query = AvailabilityQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        resource = Resource.objects.filter(pk=params["resource_id"], active=True).first()
+        if resource is None:
+            raise InvalidInput(
+                f"hall_id: no bookable resource with id {params['resource_id']}.",
+                code="unknown_resource",
+                extra={"fields": {"hall_id": ["unknown resource"]}},
+            )
+        service = None
+        if params.get("service_id") is not None:
+            service = Service.objects.filter(pk=params["service_id"], active=True, resources=resource).first()
+            if service is None:
+                raise InvalidInput(
+                    f"service_id: {resource.name} offers no service with id {params['service_id']}.",
+                    extra={"fields": {"service_id": ["not offered by this resource"]}},
+                )
+        result = availability_for(
+            resource=resource, start_date=params["start_date"], end_date=params["end_date"], service=service
+        )
+        return Response(
+            {
+                "resource_id": resource.pk,
+                "service_id": service.pk if service else None,
+                "timezone": resource.timezone,
+                "start_date": result.start_date,
+                "end_date": result.end_date,
+                "slot_minutes": STEP.seconds // 60,
+                "duration_minutes": result.duration.seconds // 60 + result.duration.days * 24 * 60,
+                "days": [_day_json(day, resource.tz) for day in result.days],
+            }
+        )
+
+
+def _day_json(day: DayAvailability, tz: tzinfo) -> dict:
+    """A day's free intervals and starts as local ISO 8601 times with their offset."""
+    if day.free:
+        offset = day.free[0].start.astimezone(tz).utcoffset()
+        if day.free[-1].end.astimezone(tz).utcoffset() == offset:  # no clock change: a fixed offset is faster
+            tz = timezone(offset)
+    return {
+        "date": day.date,
+        "free": [
+            {"start": i.start.astimezone(tz).isoformat(), "end": i.end.astimezone(tz).isoformat()}
+            for i in day.free
+        ],
+        "starts": [s.astimezone(tz).isoformat() for s in day.starts],
+    }
+
+
+class BookingFilter(django_filters.FilterSet):
+    class Meta:
+        model = Booking
+        fields = ["status", "payment_status", "resource"]
+
+
+class BookingListCreateView(ListAPIView):
+    """GET: your bookings (staff: all). POST: hold a slot and open its payment's checkout."""
+
+    serializer_class = BookingSerializer
+    filterset_class = BookingFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # building the schema: no user
+            return Booking.objects.none()
+        return bookings_visible_to(self.request.user).order_by("-created_at")
+
+    @extend_schema(
+        request=BookingCreateSerializer,
+        parameters=[IDEMPOTENCY],
+        responses={
+            201: BookingSerializer,
+            **ERRORS,
+            503: OpenApiResponse(description="the payment gateway is unavailable; retry with the same key"),
+        },
+    )
+    def post(self, request):
+        data = BookingCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+
+        def hold(record) -> None:
+            booking = services.booking_hold(
+                customer_id=request.user.pk,
+                resource_id=fields["resource_id"],
+                service_id=fields.get("service_id"),
+                starts_at=fields["start"],
+                ends_at=fields.get("end"),
+                payment_kind=fields["payment_kind"],
+                notes=fields["notes"],
+            )
+            record.resource_id = str(booking.pk)
+
+        def open_checkout(record) -> Response:
+            booking = Booking.objects.select_related("resource").get(pk=record.resource_id)
+            local_start = booking.starts_at.astimezone(booking.resource.tz)
+            try:
+                payment_checkout_open(
+                    payment_id=booking.payment_id,
+                    return_url=fields["return_url"],
+                    description=f"{booking.resource.name}, {local_start:%Y-%m-%d %H:%M}",
+                    customer_email=request.user.email,
+                )
+            except BusinessRuleViolation:
+                # The gateway will not take this payment: release the slot rather than hold it unpaid.
+                services.booking_expire(booking_id=booking.pk, reason="the gateway refused the checkout")
+                raise
+            booking = bookings_visible_to(request.user).get(pk=booking.pk)
+            return Response(BookingSerializer(booking).data, status=status.HTTP_201_CREATED)
+
+        return idempotent(
+            request, scope="bookings.create", payload=request.data, prepare=hold, handler=open_checkout
+        )
+
+
+class BookingDetailView(APIView):
+    def get_object(self) -> Booking:
+        return get_object_or_404(bookings_visible_to(self.request.user), public_id=self.kwargs["booking_id"])
+
+    @extend_schema(responses={200: BookingSerializer, 404: ERRORS[404]})
+    def get(self, request, booking_id: str):
+        return Response(BookingSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Cancel the booking",
+        description=(
+            "Frees the slot. What was paid online is refunded in full when cancelled at least "
+            "BOOKING_FREE_CANCEL_HOURS before the start, and not at all after; staff may decide "
+            "otherwise with `refund`. Fields may be sent as JSON or as query parameters."
+        ),
+        request=BookingCancelSerializer,
+        parameters=[BookingCancelSerializer],
+        responses={200: BookingSerializer, **ERRORS},
+    )
+    def delete(self, request, booking_id: str):
+        booking = self.get_object()
+        data = BookingCancelSerializer(data=request.data or request.query_params)
+        data.is_valid(raise_exception=True)
+        services.booking_cancel(
+            booking_id=booking.pk,
+            actor_id=request.user.pk,
+            by_staff=request.user.is_staff,
+            refund=data.validated_data["refund"],
+            reason=data.validated_data["reason"],
+        )
+        return Response(BookingSerializer(self.get_object()).data)
+
+
+class StaffBookingActionView(BookingDetailView):
+    permission_classes = [IsAdminUser]
+
+
+class BookingConfirmView(StaffBookingActionView):
+    """Staff: confirm a booking, e.g. paid at the desk."""
+
+    @extend_schema(request=BookingConfirmSerializer, responses={200: BookingSerializer, **ERRORS})
+    def post(self, request, booking_id: str):
+        booking = self.get_object()
+        data = BookingConfirmSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.booking_confirm(booking_id=booking.pk, actor_id=request.user.pk, **data.validated_data)
+        return Response(BookingSerializer(self.get_object()).data)
+
+
+class BookingCompleteView(StaffBookingActionView):
+    """Staff: the customer came; the booking is completed."""
+
+    @extend_schema(request=BookingNoteSerializer, responses={200: BookingSerializer, **ERRORS})
+    def post(self, request, booking_id: str):
+        booking = self.get_object()
+        data = BookingNoteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.booking_complete(booking_id=booking.pk, actor_id=request.user.pk, **data.validated_data)
+        return Response(BookingSerializer(self.get_object()).data)
+
+
+class BookingNoShowView(StaffBookingActionView):
+    """Staff: the customer did not come."""
+
+    @extend_schema(request=BookingNoteSerializer, responses={200: BookingSerializer, **ERRORS})
+    def post(self, request, booking_id: str):
+        booking = self.get_object()
+        data = BookingNoteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.booking_no_show(booking_id=booking.pk, actor_id=request.user.pk, **data.validated_data)
+        return Response(BookingSerializer(self.get_object()).data)

@@ -1,0 +1,348 @@
+"""Availability: the pure computation (examples, DST, and a hypothesis property test) and the API."""
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bookings.availability import (
+    STEP,
+    Interval,
+    availability_compute,
+    local_to_utc,
+    opening_intervals,
+)
+from bookings.models import ScheduleException
+from tests.bookings.conftest import local
+from tests.factories import ServiceFactory, StaffResourceFactory
+
+BERLIN = ZoneInfo("Europe/Berlin")
+MINUTE = timedelta(minutes=1)
+NINE_TO_NINE = {day: [(9 * 60, 21 * 60)] for day in range(7)}
+
+
+def at(day: date, hour: int, minute: int = 0, tz=BERLIN) -> datetime:
+    return datetime.combine(day, time(hour, minute), tzinfo=tz).astimezone(UTC)
+
+
+def compute(day: date, *, weekly=None, exceptions=None, busy=(), duration=60, tz=BERLIN, **kwargs):
+    return availability_compute(
+        tz=tz,
+        start_date=day,
+        end_date=kwargs.pop("end_date", day),
+        weekly=NINE_TO_NINE if weekly is None else weekly,
+        exceptions=exceptions or {},
+        busy=list(busy),
+        duration=timedelta(minutes=duration),
+        **kwargs,
+    )
+
+
+# --- examples -------------------------------------------------------------------------------
+def test_free_time_is_opening_hours_minus_bookings_and_starts_fit_the_duration():
+    day = date(2026, 12, 1)
+    (result,) = compute(
+        day, busy=[Interval(at(day, 10), at(day, 12)), Interval(at(day, 20, 30), at(day, 21))]
+    )
+
+    assert result.free == [
+        Interval(at(day, 9), at(day, 10)),
+        Interval(at(day, 12), at(day, 20, 30)),
+    ]
+    assert result.starts[0] == at(day, 9)
+    assert at(day, 9, 15) not in result.starts  # 09:15 + 1 h runs into the 10:00 booking
+    assert result.starts[1] == at(day, 12)
+    assert result.starts[-1] == at(day, 19, 30)  # the last hour that ends by 20:30
+    assert len(result.starts) == 1 + (19 * 4 + 2 - 12 * 4 + 1)
+
+
+def test_several_intervals_a_day_and_exceptions_replace_the_weekday():
+    day = date(2026, 12, 1)  # a Tuesday
+    weekly = {1: [(9 * 60, 12 * 60), (13 * 60, 17 * 60)]}
+    closed, special = day + timedelta(days=7), day + timedelta(days=14)
+    days = compute(
+        day,
+        end_date=special,
+        weekly=weekly,
+        exceptions={closed: [], special: [(10 * 60, 11 * 60)]},
+    )
+    by_date = {d.date: d for d in days}
+    assert by_date[day].free == [Interval(at(day, 9), at(day, 12)), Interval(at(day, 13), at(day, 17))]
+    assert by_date[day + timedelta(days=1)].free == []  # Wednesday: no hours
+    assert by_date[closed].free == [] and by_date[closed].starts == []
+    assert by_date[special].free == [Interval(at(special, 10), at(special, 11))]
+    assert len(days) == 15
+
+
+def test_spring_forward_day_has_23_hours_and_a_skipped_opening_time_opens_after_the_jump():
+    day = date(2027, 3, 28)  # Berlin: 02:00 -> 03:00
+    (whole,) = compute(day, weekly={6: [(0, 24 * 60)]}, duration=15)
+    assert whole.free[0].end - whole.free[0].start == timedelta(hours=23)
+    assert len(whole.starts) == 23 * 4
+    (early,) = compute(day, weekly={6: [(2 * 60 + 30, 5 * 60)]}, duration=15)
+    assert early.free == [Interval(datetime(2027, 3, 28, 1, 0, tzinfo=UTC), at(day, 5))]  # 03:00 CEST
+    assert local_to_utc(day, 2 * 60 + 30, BERLIN) == datetime(2027, 3, 28, 1, 0, tzinfo=UTC)
+
+
+def test_fall_back_day_has_25_hours_and_the_repeated_hour_is_open_once_per_occurrence():
+    day = date(2026, 10, 25)  # Berlin: 03:00 -> 02:00
+    (whole,) = compute(day, weekly={6: [(0, 24 * 60)]}, duration=15)
+    assert whole.free[0].end - whole.free[0].start == timedelta(hours=25)
+    assert len(whole.starts) == 25 * 4
+    local_starts = [s.astimezone(BERLIN).strftime("%H:%M") for s in whole.starts]
+    assert local_starts.count("02:30") == 2
+    # An ambiguous opening time is its first occurrence.
+    assert local_to_utc(day, 2 * 60 + 30, BERLIN) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+
+
+def test_nothing_before_now_and_now_is_rounded_up_to_the_grid():
+    day = date(2026, 12, 1)
+    (result,) = compute(day, not_before=at(day, 10, 7) + timedelta(seconds=30))
+    assert result.free == [Interval(at(day, 10, 15), at(day, 21))]
+    assert result.starts[0] == at(day, 10, 15)
+
+
+def test_days_past_the_booking_horizon_are_listed_empty():
+    day = date(2026, 12, 1)
+    days = compute(day, end_date=day + timedelta(days=2), last_date=day + timedelta(days=1))
+    assert [bool(d.free) for d in days] == [True, True, False]
+
+
+def test_a_booking_may_run_on_into_the_next_days_hours_when_they_touch_at_midnight():
+    day = date(2026, 12, 1)
+    weekly = {1: [(20 * 60, 24 * 60)], 2: [(0, 2 * 60)]}
+    first, second = compute(day, end_date=day + timedelta(days=1), weekly=weekly, duration=120)
+    assert first.starts[-1] == at(day, 23, 45)  # 23:45 + 2 h ends at 01:45 the next day
+    assert second.starts == [at(second.date, 0)]
+
+
+def test_closing_at_midnight_means_the_end_of_the_day():
+    day = date(2026, 12, 1)
+    assert opening_intervals(day, tz=BERLIN, weekly={1: [(22 * 60, 24 * 60)]}, exceptions={}) == [
+        Interval(at(day, 22), at(day + timedelta(days=1), 0))
+    ]
+
+
+# --- the property test ----------------------------------------------------------------------
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Kathmandu",
+    "Australia/Lord_Howe",
+    "America/Havana",
+]
+TRANSITION_DAYS = [
+    date(2026, 3, 8), date(2026, 3, 29), date(2026, 10, 25), date(2026, 11, 1),
+    date(2026, 10, 4), date(2026, 4, 5), date(2026, 3, 7),
+]  # fmt: skip
+
+
+@st.composite
+def spans(draw) -> list[tuple[int, int]]:
+    """Non-overlapping opening spans on the grid (quarter hours 0..96, so up to 24:00)."""
+    points = sorted(draw(st.lists(st.integers(0, 96), unique=True, max_size=6)))
+    return [(a * 15, b * 15) for a, b in zip(points[::2], points[1::2], strict=False)]
+
+
+@st.composite
+def schedules(draw):
+    tz = ZoneInfo(draw(st.sampled_from(ZONES)))
+    start = draw(st.one_of(st.dates(date(2026, 1, 1), date(2027, 12, 31)), st.sampled_from(TRANSITION_DAYS)))
+    start -= timedelta(days=draw(st.integers(0, 1)))
+    end = start + timedelta(days=draw(st.integers(0, 3)))
+    weekly = {day: draw(spans()) for day in range(7)}
+    window_days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    exceptions = {
+        day: draw(spans()) for day in draw(st.lists(st.sampled_from(window_days), unique=True, max_size=2))
+    }
+    window_start = local_to_utc(start, 0, tz)
+    quarters = int((local_to_utc(end, 24 * 60, tz) - window_start) / STEP)
+    busy = [
+        Interval(window_start + STEP * first, window_start + STEP * (first + length))
+        for first, length in draw(
+            st.lists(st.tuples(st.integers(-8, quarters), st.integers(1, 24)), max_size=8)
+        )
+    ]
+    not_before = draw(
+        st.one_of(
+            st.none(), st.integers(0, quarters * 15 * 60).map(lambda s: window_start + timedelta(seconds=s))
+        )
+    )
+    duration = timedelta(minutes=draw(st.sampled_from([15, 30, 45, 60, 120])))
+    return tz, start, end, weekly, exceptions, busy, not_before, duration
+
+
+def wall_clock_day(day: date, tz) -> bool:
+    """No clock change on this local day (nor at its midnights): wall time = elapsed time."""
+    offsets = {tz.utcoffset(datetime.combine(day + timedelta(days=n), time(0))) for n in (0, 1)}
+    offsets |= {tz.utcoffset(datetime.combine(day, time(h))) for h in range(24)}
+    return len(offsets) == 1
+
+
+def slot_open(t: datetime, tz, days, weekly, exceptions) -> bool:
+    """Oracle: is [t, t + 15 min) inside the opening hours of some local day of the window?
+
+    On days without a clock change it compares wall-clock minutes (independently of the code
+    under test); on the few days with one it uses local_to_utc, tested by the examples above.
+    """
+    for day in days:
+        spans_of_day = exceptions.get(day, weekly.get(day.weekday(), []))
+        if wall_clock_day(day, tz):
+            moment = t.astimezone(tz)
+            if moment.date() != day:
+                continue
+            minutes = moment.hour * 60 + moment.minute
+            if any(opens <= minutes and minutes + 15 <= closes for opens, closes in spans_of_day):
+                return True
+        else:
+            for opens, closes in spans_of_day:
+                if local_to_utc(day, opens, tz) <= t and t + STEP <= local_to_utc(day, closes, tz):
+                    return True
+    return False
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schedules())
+def test_free_slots_are_exactly_the_open_grid_slots_no_booking_touches(schedule):
+    tz, start, end, weekly, exceptions, busy, not_before, duration = schedule
+    days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+    result = availability_compute(
+        tz=tz, start_date=start, end_date=end, weekly=weekly, exceptions=exceptions,
+        busy=busy, duration=duration, not_before=not_before,
+    )  # fmt: skip
+
+    window_start, window_end = local_to_utc(start, 0, tz), local_to_utc(end, 24 * 60, tz)
+    expected: set[datetime] = set()
+    t = window_start
+    while t < window_end:
+        free = (
+            slot_open(t, tz, days, weekly, exceptions)
+            and not any(b.overlaps(Interval(t, t + STEP)) for b in busy)
+            and (not_before is None or t >= not_before)
+        )
+        if free:
+            expected.add(t)
+        t += STEP
+
+    returned: set[datetime] = set()
+    for day in result:
+        for interval in day.free:
+            assert interval.start < interval.end
+            assert interval.start.astimezone(tz).date() == day.date or not wall_clock_day(day.date, tz)
+            slot = interval.start
+            while slot < interval.end:
+                assert slot not in returned, "a slot is listed twice"
+                returned.add(slot)
+                slot += STEP
+            assert slot == interval.end, "free intervals are on the grid"
+    # No returned slot overlaps a booking or lies outside the opening hours; none is missing.
+    assert returned == expected
+    starts = [s for day in result for s in day.starts]
+    assert len(starts) == len(set(starts))
+    for s in starts:
+        assert all(s + STEP * k in expected for k in range(duration // STEP)), f"{s} does not fit"
+    fitting = {t for t in expected if all(t + STEP * k in expected for k in range(duration // STEP))}
+    assert set(starts) == fitting
+
+
+# --- through the API -----------------------------------------------------------------------
+@pytest.mark.django_db
+def test_availability_api_lists_free_intervals_and_starts_in_local_time(api_client, hall, customer):
+    from bookings import services
+
+    day = local(3, 0)
+    services.booking_hold(
+        customer_id=customer.pk, resource_id=hall.pk, starts_at=local(3, 10), ends_at=local(3, 12)
+    )
+    ScheduleException.objects.create(resource=hall, date=local(4, 0).date(), closed=True)
+
+    response = api_client.get(
+        "/api/bookings/availability",
+        {
+            "hall_id": hall.pk,
+            "start_date": day.date().isoformat(),
+            "end_date": local(4, 0).date().isoformat(),
+        },
+    )
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["resource_id"], body["timezone"], body["slot_minutes"], body["duration_minutes"]) == (
+        hall.pk, "Europe/Berlin", 15, 60,
+    )  # fmt: skip
+    first, closed = body["days"]
+    assert first["free"] == [
+        {"start": local(3, 9).isoformat(), "end": local(3, 10).isoformat()},
+        {"start": local(3, 12).isoformat(), "end": local(3, 21).isoformat()},
+    ]
+    assert first["starts"][:2] == [local(3, 9).isoformat(), local(3, 12).isoformat()]
+    assert local(3, 10).isoformat() not in first["starts"]
+    assert closed == {"date": local(4, 0).date().isoformat(), "free": [], "starts": []}
+
+
+@pytest.mark.django_db
+def test_availability_for_a_service_lists_starts_where_it_fits(api_client):
+    stylist = StaffResourceFactory(hours=[(d, "09:00", "10:00") for d in range(7)])
+    service = ServiceFactory(resources=[stylist], duration_minutes=45)
+    day = local(3, 0, tz=stylist.tz).date().isoformat()
+
+    response = api_client.get(
+        "/api/bookings/availability",
+        {"resource_id": stylist.pk, "service_id": service.pk, "start_date": day, "end_date": day},
+    )
+
+    starts = response.json()["days"][0]["starts"]
+    assert [s[11:16] for s in starts] == ["09:00", "09:15"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"start_date": "2026-12-01", "end_date": "2026-12-02"}, "hall_id"),
+        ({"hall_id": 1, "end_date": "2026-12-02"}, "start_date"),
+        ({"hall_id": 1, "start_date": "2026-12-01", "end_date": "tomorrow"}, "end_date"),
+        ({"hall_id": 1, "start_date": "2026-12-03", "end_date": "2026-12-01"}, "end_date"),
+        ({"hall_id": 1, "start_date": "2026-12-01", "end_date": "2027-03-01"}, "end_date"),
+    ],
+)
+def test_availability_bad_queries_are_400s_naming_the_field(api_client, params, field):
+    response = api_client.get("/api/bookings/availability", params)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+    assert field in response.json()["extra"]["fields"]
+
+
+@pytest.mark.django_db
+def test_availability_of_an_unknown_hall_is_a_400(api_client):
+    response = api_client.get(
+        "/api/bookings/availability",
+        {"hall_id": 999999, "start_date": "2026-12-01", "end_date": "2026-12-01"},
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "unknown_resource"
+    assert "hall_id" in response.json()["extra"]["fields"]
+
+
+@pytest.mark.django_db
+def test_availability_reads_a_fixed_number_of_queries(
+    api_client, hall, customer, django_assert_max_num_queries
+):
+    from bookings import services
+
+    for days in range(2, 8):
+        services.booking_hold(
+            customer_id=customer.pk, resource_id=hall.pk, starts_at=local(days, 10), ends_at=local(days, 11)
+        )
+    start = local(1, 0).date()
+    with django_assert_max_num_queries(4):  # resource, weekly hours, exceptions, bookings in the window
+        response = api_client.get(
+            "/api/bookings/availability",
+            {"hall_id": hall.pk, "start_date": start, "end_date": start + timedelta(days=29)},
+        )
+    assert response.status_code == 200
+    assert len(response.json()["days"]) == 30
