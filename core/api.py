@@ -9,7 +9,7 @@ from rest_framework import exceptions, status, throttling
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 class _FailOpen:
     """A rate limit that lets requests through while its cache (Redis) cannot be reached.
 
-    For reads that must keep working without the cache, such as the public catalogue; logins
-    keep the strict throttles, which fail closed.
+    The API's default: Redis is an optimisation, and reads and orders keep working without
+    it. The `auth` scope (logins) fails closed instead (FailClosedScopedRateThrottle).
     """
 
     def allow_request(self, request, view) -> bool:
@@ -79,3 +79,16 @@ class FailOpenUserRateThrottle(_FailOpen, throttling.UserRateThrottle):
         if not (request.user and request.user.is_authenticated):
             return None
         return super().get_cache_key(request, view)
+
+
+class FailClosedScopedRateThrottle(throttling.ScopedRateThrottle):
+    """Scoped limits (e.g. `auth` on logins): with their cache down, 503 rather than no limit."""
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:
+            logger.warning("rate-limit cache unavailable; refusing a rate-limited request", exc_info=True)
+            raise Unavailable(
+                "Rate limiting is unavailable; try again shortly.", code="rate_limit_unavailable"
+            ) from exc

@@ -5,6 +5,7 @@ product.updated event and the cache invalidation) in the same transaction. Order
 never change here directly: the actions call orders.services.
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import F
@@ -41,8 +42,42 @@ class CategoryAdmin(admin.ModelAdmin):
         super().delete_queryset(request, queryset)
 
 
+class VariantForm(forms.ModelForm):
+    class Meta:
+        model = Variant
+        fields = [
+            "sku",
+            "name",
+            "price",
+            "currency",
+            "attributes",
+            "is_active",
+            "stock_on_hand",
+            "low_stock_threshold",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The page carries the stock it showed, so that an edit is applied as a difference.
+        self.fields["stock_on_hand"].show_hidden_initial = True
+
+    def stock_on_hand_shown(self) -> int | None:
+        """The stock on hand the page showed when it was opened (None for a new variant)."""
+        if self.instance.pk is None:
+            return None
+        field = self.fields["stock_on_hand"]
+        raw = field.hidden_widget().value_from_datadict(
+            self.data, self.files, self.add_initial_prefix("stock_on_hand")
+        )
+        try:
+            return field.to_python(raw) if raw not in (None, "") else self.initial.get("stock_on_hand")
+        except forms.ValidationError:
+            return self.initial.get("stock_on_hand")
+
+
 class VariantInline(admin.TabularInline):
     model = Variant
+    form = VariantForm
     extra = 0
     fields = [
         "sku",
@@ -97,18 +132,32 @@ class ProductAdmin(admin.ModelAdmin):
     def save_formset(self, request, form, formset, change):
         if formset.model is not Variant:
             return super().save_formset(request, form, formset, change)
-        # stock_reserved is not in the form but the form's instance carries the value read
-        # when the form was posted: save only the edited columns, so a checkout that reserved
-        # meanwhile is not overwritten.
-        locked = Variant.objects.select_for_update().filter(product=form.instance).order_by("pk")
-        available_before = {v.pk: v.stock_available for v in locked}
+        # The form holds values read when it was opened; checkouts and payments may have moved
+        # the stock since. Under the rows' locks: save only the edited columns (never
+        # stock_reserved), and apply a stock_on_hand edit as the difference staff typed.
+        locked = {
+            v.pk: v for v in Variant.objects.select_for_update().filter(product=form.instance).order_by("pk")
+        }
         formset.save(commit=False)
         for variant in formset.new_objects:
             variant.save()
+        shown = {f.instance.pk: f.stock_on_hand_shown() for f in formset.forms if f.instance.pk}
         for variant, changed in formset.changed_objects:
+            now = locked[variant.pk]
+            if "stock_on_hand" in changed:
+                variant.stock_on_hand = now.stock_on_hand + (variant.stock_on_hand - shown[variant.pk])
+                if variant.stock_on_hand < now.stock_reserved:
+                    self.message_user(
+                        request,
+                        f"{variant.sku}: stock on hand not changed: {now.stock_reserved} are reserved by "
+                        f"unpaid orders and the edit would leave {variant.stock_on_hand}.",
+                        messages.ERROR,
+                    )
+                    changed = [name for name in changed if name != "stock_on_hand"]
+                    variant.stock_on_hand = now.stock_on_hand
             variant.save(update_fields=[*changed, "updated_at"])
-            variant.refresh_from_db(fields=["stock_on_hand", "stock_reserved"])
-            stock_low_check(variant, available_before=available_before[variant.pk])
+            variant.stock_reserved = now.stock_reserved
+            stock_low_check(variant, available_before=now.stock_available)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

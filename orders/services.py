@@ -234,12 +234,26 @@ def _close_payment(order: Order) -> None:
         payments.payment_expire(payment_id=order.payment_id)
 
 
+def _payment_received(order: Order) -> bool:
+    """The order's payment succeeded and its payment.completed is on its way (locks the payment)."""
+    return bool(order.payment_id) and (
+        Payment.objects.select_for_update()
+        .filter(pk=order.payment_id, status=Payment.Status.SUCCEEDED)
+        .exists()
+    )
+
+
 def order_cancel(*, order_id: int, actor: str, reason: str = "") -> Order:
     """Cancel an unpaid order: its stock returns and its payment is closed."""
     with transaction.atomic():
         order = Order.objects.select_for_update(of=("self",)).select_related("payment").get(pk=order_id)
         if ORDER.is_repeat(order.status, Order.Status.CANCELLED):
             return order
+        if order.status == Order.Status.PENDING_PAYMENT and _payment_received(order):
+            raise BusinessRuleViolation(
+                "The payment for this order has been received; it will be marked paid. Ask for a refund.",
+                code="payment_received",
+            )
         _move(order, Order.Status.CANCELLED, actor=actor, note=reason)
         _release(order)
         _close_payment(order)
@@ -253,6 +267,8 @@ def order_expire(*, order_id: int) -> Order:
         order = Order.objects.select_for_update(of=("self",)).select_related("payment").get(pk=order_id)
         if order.status != Order.Status.PENDING_PAYMENT or order.deadline > timezone.now():
             return order  # paid or cancelled meanwhile, or its deadline moved
+        if _payment_received(order):
+            return order  # paid in time: payment.completed is on its way and will pay it
         _move(order, Order.Status.EXPIRED, actor="beat", note="unpaid at the deadline")
         _release(order)
         _close_payment(order)
@@ -270,6 +286,19 @@ def order_expire_overdue() -> int:
         if order_expire(order_id=order_id).status == Order.Status.EXPIRED:
             count += 1
     return count
+
+
+def order_payment_refused(*, order_id: int, error: str) -> None:
+    """The gateway refused to open the checkout: close that payment and keep the error, so that
+    the customer can pay the order again (perhaps at another gateway) until its deadline."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update(of=("self",)).select_related("payment").get(pk=order_id)
+        if order.status != Order.Status.PENDING_PAYMENT:
+            return
+        _close_payment(order)
+        order.payment_error = error[:2000]
+        order.save(update_fields=["payment_error", "updated_at"])
+        _audit(order, actor="gateway", note=f"checkout refused: {order.payment_error}")
 
 
 def _release(order: Order) -> None:
@@ -310,9 +339,16 @@ def order_payment_completed(*, order_number: str, payment_id: str) -> Order | No
         order = _order_for_payment(order_number)
         if order is None:
             return None
-        payment = Payment.objects.get(public_id=payment_id)
+        payment = Payment.objects.select_for_update().get(public_id=payment_id)
         actor = f"payment {payment_id}"
-        if order.status == Order.Status.PENDING_PAYMENT:
+        if order.payment_id == payment.pk and order.status in (Order.Status.PAID, Order.Status.FULFILLED):
+            return order  # repeated
+        problem = _payment_mismatch(order, payment)
+        if problem and payment.status == Payment.Status.SUCCEEDED:
+            _refund_unwanted(order, payment, note=f"{problem}: refunded")
+        elif problem:
+            _flag(order, f"Payment {payment_id}: {problem}; not applied.", actor=actor)
+        elif order.status == Order.Status.PENDING_PAYMENT:
             if order.payment_id != payment.pk:  # an earlier attempt succeeded after all: it pays
                 _close_payment(order)  # and the newer attempt is closed
                 order.payment = payment
@@ -321,8 +357,6 @@ def order_payment_completed(*, order_number: str, payment_id: str) -> Order | No
             order.payment_error = ""
             _move(order, Order.Status.PAID, actor=actor, fields=("payment", "stock_state", "payment_error"))
             events.publish("order.paid", _event(order))
-        elif order.payment_id == payment.pk and order.status in (Order.Status.PAID, Order.Status.FULFILLED):
-            pass  # repeated
         elif order.status in (Order.Status.PAID, Order.Status.FULFILLED, Order.Status.REFUNDED):
             _refund_unwanted(order, payment, note="a second payment for an order already paid: refunded")
         else:  # cancelled or expired
@@ -330,12 +364,25 @@ def order_payment_completed(*, order_number: str, payment_id: str) -> Order | No
     return order
 
 
+def _payment_mismatch(order: Order, payment: Payment) -> str:
+    """Why this payment cannot pay this order ("" if it can)."""
+    if payment.status != Payment.Status.SUCCEEDED:
+        return f"the payment is {payment.status} by now"
+    if payment.customer_id != order.customer_id:
+        return "the payment was made by another customer"
+    if payment.currency != order.currency or quantize(payment.amount, payment.currency) != quantize(
+        order.total, order.currency
+    ):
+        return f"the payment is {payment.amount} {payment.currency}, the order {order.total} {order.currency}"
+    return ""
+
+
 def _late_payment(order: Order, payment: Payment) -> None:
-    if order.payment_id != payment.pk:
-        order.payment = payment
-        order.save(update_fields=["payment", "updated_at"])
     if order.status == Order.Status.CANCELLED:
         _refund_unwanted(order, payment, note="paid after it was cancelled: refunded")
+        return
+    if order.stock_state == Order.Stock.RESERVED:  # another late payment already holds the stock
+        _refund_unwanted(order, payment, note="a second late payment: refunded")
         return
     try:
         stock.stock_reserve(_lines(order))
@@ -345,12 +392,13 @@ def _late_payment(order: Order, payment: Payment) -> None:
         )
         return
     order.stock_state = Order.Stock.RESERVED
+    order.payment = payment  # the one staff accept or refund
     _flag(
         order,
         f"Paid after it expired (payment {payment.public_id}). The stock is held again: "
         "accept the late payment to sell it, or refund it.",
         actor=f"payment {payment.public_id}",
-        fields=("stock_state",),
+        fields=("stock_state", "payment"),
     )
 
 

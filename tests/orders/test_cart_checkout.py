@@ -3,6 +3,7 @@
 import uuid
 
 import pytest
+from rest_framework.test import APIClient
 
 from core.models import OutboxEvent
 from orders.models import Order, Variant
@@ -191,7 +192,74 @@ def test_staff_see_every_order(client):
 
 
 def test_anonymous_cannot_use_the_cart(db):
-    from rest_framework.test import APIClient
-
     assert APIClient().get("/api/cart").status_code == 401
     assert APIClient().post("/api/checkout", {}).status_code == 401
+
+
+@pytest.fixture
+def gateway(monkeypatch):
+    """Make the sandbox's create_checkout fail (transiently or not) until restored."""
+    from payments.gateways.base import GatewayError
+    from payments.gateways.sandbox import SandboxGateway
+
+    real = SandboxGateway.create_checkout
+
+    class Switch:
+        def fail(self, *, transient: bool):
+            def create_checkout(self, request):
+                raise GatewayError("sandbox: no", transient=transient, code="refused")
+
+            monkeypatch.setattr(SandboxGateway, "create_checkout", create_checkout)
+
+        def restore(self):
+            monkeypatch.setattr(SandboxGateway, "create_checkout", real)
+
+    return Switch()
+
+
+def test_a_gateway_that_is_down_is_a_503_and_the_retry_opens_the_same_orders_checkout(client, gateway):
+    variant = VariantFactory(stock_on_hand=5)
+    client.post("/api/cart/items", {"variant_id": variant.pk, "quantity": 2})
+    gateway.fail(transient=True)
+
+    first = client.post("/api/checkout", {}, HTTP_IDEMPOTENCY_KEY="k-503")
+
+    assert first.status_code == 503 and first.json()["code"] == "gateway_unavailable"
+    assert Variant.objects.get(pk=variant.pk).stock_reserved == 2  # the order waits for its checkout
+    gateway.restore()
+    again = client.post("/api/checkout", {}, HTTP_IDEMPOTENCY_KEY="k-503")
+    assert again.status_code == 201 and again.json()["payment"]["status"] == "pending"
+    assert Order.objects.count() == 1 and Payment.objects.count() == 1
+
+
+def test_a_gateway_refusal_closes_that_payment_and_the_order_can_be_paid_again(client, gateway):
+    variant = VariantFactory(stock_on_hand=5)
+    client.post("/api/cart/items", {"variant_id": variant.pk, "quantity": 2})
+    gateway.fail(transient=False)
+
+    refused = client.post("/api/checkout", {}, HTTP_IDEMPOTENCY_KEY="k-422")
+
+    assert refused.status_code == 422 and refused.json()["code"] == "gateway_refused"
+    order = Order.objects.get(number=refused.json()["extra"]["order"])
+    assert order.payment.status == "expired" and "refused" in order.payment_error
+    gateway.restore()
+    retry = client.post(f"/api/orders/{order.number}/pay", {}, HTTP_IDEMPOTENCY_KEY="k-pay")
+    assert retry.status_code == 201 and retry.json()["payment"]["status"] == "pending"
+    assert Payment.objects.count() == 2
+
+
+def test_with_redis_down_the_cart_checkout_and_orders_still_work(client, settings):
+    variant = VariantFactory(stock_on_hand=5)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    response = checkout(client, (variant.pk, 1))
+
+    assert response.status_code == 201, response.json()
+    assert client.get("/api/orders").status_code == 200
+    login = APIClient().post("/api/auth/token", {"email": "x@example.com", "password": "nope"})
+    assert login.status_code == 503 and login.json()["code"] == "rate_limit_unavailable"

@@ -151,8 +151,9 @@ def test_an_admin_stock_change_shows_in_the_next_read_without_losing_reservation
     assert (low.data["sku"], low.data["available"]) == ("TRAIN-S", 1)
 
 
-def admin_form(product, *, name=None, stock=None) -> dict:
-    """The admin's change form for `product`, as the browser would post it."""
+def admin_form(product, *, name=None, stock=None, shown=None) -> dict:
+    """The admin's change form for `product`, as the browser would post it: `shown` is the
+    stock on hand the page showed when it was opened (default: what the database holds)."""
     variants = list(product.variants.order_by("pk"))
     data = {
         "category": product.category_id,
@@ -180,6 +181,7 @@ def admin_form(product, *, name=None, stock=None) -> dict:
             f"variants-{i}-attributes": json.dumps(v.attributes),
             f"variants-{i}-is_active": "on",
             f"variants-{i}-stock_on_hand": (stock or {}).get(v.sku, v.stock_on_hand),
+            f"initial-variants-{i}-stock_on_hand": (shown or {}).get(v.sku, v.stock_on_hand),
             f"variants-{i}-low_stock_threshold": v.low_stock_threshold,
         }
     return data
@@ -206,3 +208,40 @@ def test_with_redis_down_reads_still_work_from_the_database(anon, shop):
 @override_settings(CATALOGUE_CACHE_SECONDS=0)
 def test_the_cache_can_be_turned_off(anon, shop):
     assert "X-Cache" not in anon.get("/api/products")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_stock_edit_is_applied_as_a_difference_to_what_the_page_showed(shop, client):
+    from payments.gateways.base import Status
+    from tests.orders.helpers import deliver, gateway_reports, order_of
+
+    train = shop["train"]
+    small = Variant.objects.get(sku="TRAIN-S")  # 3 on hand when staff open the page
+    order = order_of(checkout(client_for(UserFactory()), (small.pk, 2)))
+    gateway_reports(order.payment, Status.SUCCEEDED)
+    deliver("payment.completed", payment_id=order.payment.public_id)  # 2 sold: 1 on hand
+    client.force_login(SuperuserFactory())
+
+    client.post(
+        f"/admin/orders/product/{train.pk}/change/",
+        admin_form(train, stock={"TRAIN-S": 8}, shown={"TRAIN-S": 3}),
+    )  # staff received 5 more
+
+    small.refresh_from_db()
+    assert (small.stock_on_hand, small.stock_reserved) == (6, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_stock_edit_below_what_is_reserved_is_refused(shop, client):
+    train = shop["train"]
+    small = Variant.objects.get(sku="TRAIN-S")
+    checkout(client_for(UserFactory()), (small.pk, 2))  # 2 of 3 reserved
+    client.force_login(SuperuserFactory())
+
+    response = client.post(
+        f"/admin/orders/product/{train.pk}/change/", admin_form(train, stock={"TRAIN-S": 1}), follow=True
+    )
+
+    assert "2 are reserved by unpaid orders" in response.content.decode()
+    small.refresh_from_db()
+    assert (small.stock_on_hand, small.stock_reserved) == (3, 2)

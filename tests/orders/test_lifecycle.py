@@ -330,3 +330,99 @@ def test_the_audit_trail_is_readable_by_its_customer(client, variant):
         ("pending_payment", "paid"),
     ]
     assert Variant.objects.get(pk=variant.pk).stock_on_hand == 9
+
+
+# --- Payments that must not pay the order ---------------------------------------------------------
+
+
+def foreign_payment(order: Order, *, customer_id: int | None = None, amount=None) -> Payment:
+    """A payment pointing at the order, made through the generic payments API's service."""
+    from payments import services as payments
+
+    payment = payments.payment_create(
+        customer_id=customer_id or order.customer_id,
+        amount=amount or order.total,
+        currency=order.currency,
+        purpose="order",
+        purpose_ids=[order.number],
+        gateway="sandbox",
+    )
+    payment = payments.payment_start_checkout(
+        payment_id=payment.pk, return_url="", description="", customer_email="c@example.com"
+    )
+    return gateway_reports(payment, Status.SUCCEEDED)
+
+
+@pytest.mark.parametrize("who", ["cheap", "stranger"])
+def test_a_payment_of_the_wrong_amount_or_customer_does_not_pay_the_order(client, variant, who):
+    order = order_of(checkout(client, (variant.pk, 2)))
+    wrong = (
+        foreign_payment(order, amount="0.01")
+        if who == "cheap"
+        else foreign_payment(order, customer_id=UserFactory().pk)
+    )
+
+    deliver("payment.completed", payment_id=wrong.public_id)
+
+    order.refresh_from_db()
+    assert order.status == "pending_payment" and order.payment.status == "pending"
+    assert order.needs_attention and "refunded" in order.attention_note
+    assert Refund.objects.get().payment_id == wrong.pk
+    assert stock(variant) == (10, 2)
+    assert pay(order).status == "paid"  # its own payment still pays it
+
+
+def test_a_payment_refunded_before_its_success_was_applied_does_not_pay_the_order(client, variant):
+    order = order_of(checkout(client, (variant.pk, 1)))
+    gateway_reports(order.payment, Status.SUCCEEDED)
+    refund(order)  # staff refunded while payment.completed waited (dead-lettered, say)
+
+    deliver("payment.completed", payment_id=order.payment.public_id)
+
+    order.refresh_from_db()
+    assert order.status == "pending_payment" and order.needs_attention
+    assert "refunded by now" in order.attention_note
+    assert stock(variant) == (10, 1)
+    assert Refund.objects.count() == 1
+
+
+def test_a_second_late_payment_is_refunded_and_does_not_hold_stock_twice(client, variant):
+    order = order_of(checkout(client, (variant.pk, 3)))
+    first = order.payment
+    gateway_reports(first, Status.FAILED, error="declined")
+    client.post(f"/api/orders/{order.number}/pay", {}, HTTP_IDEMPOTENCY_KEY="again-4")
+    order = expire(order)
+    second = order.payment
+    assert second.pk != first.pk
+
+    pay(order)  # the second attempt succeeds late: stock held again, flagged
+    gateway_reports(first, Status.SUCCEEDED)  # and so, later still, does the first
+    deliver("payment.completed", payment_id=first.public_id)
+
+    order.refresh_from_db()
+    assert order.payment_id == second.pk and order.stock_state == "reserved"
+    assert stock(variant) == (10, 3)
+    assert list(Refund.objects.values_list("payment_id", flat=True)) == [first.pk]
+
+
+def test_beat_leaves_an_order_whose_payment_succeeded_for_its_event(client, variant):
+    order = order_of(checkout(client, (variant.pk, 2)))
+    gateway_reports(order.payment, Status.SUCCEEDED)  # payment.completed not delivered yet
+    Order.objects.filter(pk=order.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+
+    assert services.order_expire_overdue() == 0
+
+    deliver("payment.completed", payment_id=order.payment.public_id)
+    order.refresh_from_db()
+    assert order.status == "paid" and not order.needs_attention
+    assert stock(variant) == (8, 0)
+
+
+def test_an_order_whose_payment_succeeded_cannot_be_cancelled(client, variant):
+    order = order_of(checkout(client, (variant.pk, 1)))
+    gateway_reports(order.payment, Status.SUCCEEDED)
+
+    response = client.post(f"/api/orders/{order.number}/cancel")
+
+    assert response.status_code == 422 and response.json()["code"] == "payment_received"
+    assert stock(variant) == (10, 1)
