@@ -24,10 +24,14 @@ from core import events
 from core.errors import ApplicationError, BusinessRuleViolation, InvalidInput, NotFound
 from core.money import exponent
 from payments.models import Payment
-from payments.services import payment_create, payment_gateway_choose, refund_request
+from payments.services import payment_create, payment_expire, payment_gateway_choose, refund_request
 
 logger = logging.getLogger(__name__)
 OVERLAP_CONSTRAINT = "booking_no_overlap"
+# The audit note of every applied payment.completed starts with this: a booking has one
+# payment, so such a row means that payment's completion has been applied (see
+# booking_apply_payment_completed).
+PAYMENT_COMPLETED_NOTE = "payment completed"
 
 
 class SlotTaken(ApplicationError):
@@ -322,17 +326,38 @@ def booking_confirm(
         booking.status = Booking.Status.CONFIRMED
         booking.hold_expires_at = None
         _save_holding(booking, fields=["status", "payment_status", "hold_expires_at"])
+        # Paid at the desk: the online payment must not take the money a second time.
+        closed = _close_open_payment(booking) if paid_in_cash else ""
+        note = note or ("confirmed, paid in cash" if paid_in_cash else "confirmed by staff")
         _audit(
             booking,
             source=BookingAudit.Source.STAFF,
             from_status=before,
             from_payment_status=before_payment if booking.payment_status != before_payment else "",
             actor_id=actor_id,
-            note=note or ("confirmed, paid in cash" if paid_in_cash else "confirmed by staff"),
+            note="; ".join(filter(None, [note, closed])),
         )
         if confirming:
             events.publish("booking.confirmed", _event_data(booking, by="staff"))
     return booking
+
+
+def _close_open_payment(booking: Booking) -> str:
+    """Expire the booking's online payment if it can still be paid (created or pending); a note.
+
+    Called with the booking row locked; payment_expire then locks the payment (booking first,
+    payment second, as everywhere). If it succeeded meanwhile it is left alone: its
+    payment.completed is on its way and booking_apply_payment_completed refunds it.
+    """
+    if booking.payment_id is None or booking.payment.status not in (
+        Payment.Status.CREATED,
+        Payment.Status.PENDING,
+    ):
+        return ""
+    booking.payment = payment_expire(payment_id=booking.payment_id)
+    if booking.payment.status == Payment.Status.EXPIRED:
+        return f"online payment {booking.payment.public_id} closed"
+    return ""
 
 
 def _save_holding(booking: Booking, *, fields: list[str]) -> None:
@@ -389,6 +414,7 @@ def booking_cancel(
         booking.hold_expires_at = None
         booking.save(update_fields=["status", "hold_expires_at", "updated_at"])
         source = BookingAudit.Source.STAFF if by_staff else BookingAudit.Source.CUSTOMER
+        closed = _close_open_payment(booking)  # nobody may pay for a cancelled booking
         requested, note = _refund_after_cancel(booking, actor_id=actor_id) if refund else (False, "no refund")
         if not refund and booking.payment_status in (
             Booking.PaymentStatus.PAID,
@@ -400,7 +426,7 @@ def booking_cancel(
             source=source,
             from_status=before,
             actor_id=actor_id,
-            note="; ".join(filter(None, [reason, note])),
+            note="; ".join(filter(None, [reason, note, closed])),
         )
         events.publish("booking.cancelled", _event_data(booking, reason=reason, refund=requested, by=source))
     return booking
@@ -549,8 +575,13 @@ def booking_apply_payment_completed(
 ) -> Booking | None:
     """The payment succeeded: mark it paid (or deposit paid) and confirm the booking.
 
-    A hold that expired meanwhile is confirmed if its slot is still free; otherwise, and for
-    a booking cancelled meanwhile, the money is refunded and staff are told (needs_attention).
+    A hold that expired meanwhile is confirmed if its slot is still free. Money the booking
+    does not want (its slot is gone, it was cancelled, or staff already took the payment at
+    the desk) is refunded in full and staff are told (needs_attention).
+
+    Applied once per payment: the event backbone de-duplicates redeliveries, and a second
+    payment.completed for the same payment finds its first one in the audit trail and
+    changes nothing.
     """
     with transaction.atomic():
         booking = _booking_of_payment(
@@ -558,13 +589,17 @@ def booking_apply_payment_completed(
         )
         if booking is None:
             return None
+        if _completion_applied(booking):
+            return booking  # repeated
         paid = (
             Booking.PaymentStatus.DEPOSIT_PAID if kind == Payment.Kind.DEPOSIT else Booking.PaymentStatus.PAID
         )
         before, before_payment = booking.status, booking.payment_status
-        if booking.payment_status == paid:
-            return booking  # repeated
-        if PAYMENT_STATUS.allowed(booking.payment_status, paid):
+        unwanted: list[str] = []  # why the money is not wanted
+        if booking.payment_status in (Booking.PaymentStatus.PAID, Booking.PaymentStatus.DEPOSIT_PAID):
+            # Not this payment (its completion is not in the audit): paid by other means.
+            unwanted.append(f"the booking was already {booking.payment_status} at the desk")
+        elif PAYMENT_STATUS.allowed(booking.payment_status, paid):
             booking.payment_status = paid
             booking.payment_error = ""
         else:
@@ -573,13 +608,13 @@ def booking_apply_payment_completed(
                 f"online payment of {booking.amount_due} {booking.currency} arrived while "
                 f"{booking.payment_status}",
             )
-        note = "payment completed" + (" after its deadline" if late else "")
+        note = PAYMENT_COMPLETED_NOTE + (" after its deadline" if late else "")
         confirmed = False
         if booking.status == Booking.Status.PENDING_PAYMENT:
             booking.status = Booking.Status.CONFIRMED
             confirmed = True
         elif booking.status == Booking.Status.EXPIRED and booking.starts_at <= timezone.now():
-            note += "; the hold had expired and its time has begun: " + _refund_unwanted(booking)
+            unwanted.append("the hold had expired and its time has begun")
         elif booking.status == Booking.Status.EXPIRED:
             booking.status = Booking.Status.CONFIRMED
             try:
@@ -588,9 +623,11 @@ def booking_apply_payment_completed(
                 note += "; the hold had expired but the slot was still free: confirmed"
             except SlotTaken:
                 booking.status = Booking.Status.EXPIRED
-                note += "; the hold had expired and the slot is taken: " + _refund_unwanted(booking)
+                unwanted.append("the hold had expired and the slot is taken")
         elif booking.status == Booking.Status.CANCELLED:
-            note += "; the booking was cancelled: " + _refund_unwanted(booking)
+            unwanted.append("the booking was cancelled")
+        if unwanted:
+            note += f"; {'; '.join(unwanted)}: " + _refund_unwanted(booking, reason="; ".join(unwanted))
         booking.hold_expires_at = None if confirmed else booking.hold_expires_at
         booking.save(
             update_fields=[
@@ -615,20 +652,28 @@ def booking_apply_payment_completed(
     return booking
 
 
-def _refund_unwanted(booking: Booking) -> str:
-    """Money for a slot the customer no longer has: refund it all and flag the booking for staff."""
+def _completion_applied(booking: Booking) -> bool:
+    """Whether the booking's payment's payment.completed was applied already (its audit row)."""
+    return BookingAudit.objects.filter(
+        booking=booking, source=BookingAudit.Source.PAYMENT, note__startswith=PAYMENT_COMPLETED_NOTE
+    ).exists()
+
+
+def _refund_unwanted(booking: Booking, *, reason: str) -> str:
+    """Money the booking does not want: refund all of it and flag the booking for staff."""
+    payment = booking.payment
     try:
         refund_request(
-            payment_id=booking.payment_id,
+            payment_id=payment.pk,
             amount=None,
-            reason=f"booking {booking.public_id}: paid after the slot was released",
+            reason=f"booking {booking.public_id}: {reason}",
             idempotency_key=f"booking:{booking.public_id}:unwanted",
             requested_by_id=None,
         )
         outcome = "full refund requested"
     except ApplicationError as exc:
         outcome = f"refund refused ({exc.message}): refund by hand"
-    _flag(booking, f"paid after the slot was released; {outcome}")
+    _flag(booking, f"online payment {payment.public_id} not wanted ({reason}); {outcome}")
     return outcome
 
 
