@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from bookings.availability import STEP, covered, on_grid
@@ -23,7 +24,7 @@ from bookings.transitions import BOOKING, PAYMENT_STATUS
 from core import events
 from core.errors import ApplicationError, BusinessRuleViolation, InvalidInput, NotFound
 from core.money import exponent
-from payments.models import Payment
+from payments.models import Payment, Refund
 from payments.services import payment_create, payment_expire, payment_gateway_choose, refund_request
 
 logger = logging.getLogger(__name__)
@@ -432,6 +433,15 @@ def booking_cancel(
     return booking
 
 
+def _refund_key(booking: Booking) -> str:
+    """The one idempotency key of a refund of the booking's payment, whichever path asks for it.
+
+    A cancellation and a late payment.completed may both want the money back; under one key
+    the second gets the first's refund instead of a refusal (nothing left to refund).
+    """
+    return f"booking:{booking.public_id}:{booking.payment.public_id}:refund"
+
+
 def _refund_after_cancel(booking: Booking, *, actor_id: int | None) -> tuple[bool, str]:
     """Refund all that is left of the booking's online payment; (whether one was requested, a note)."""
     payment = booking.payment
@@ -443,7 +453,7 @@ def _refund_after_cancel(booking: Booking, *, actor_id: int | None) -> tuple[boo
         payment_id=payment.pk,
         amount=None,
         reason=f"booking {booking.public_id} cancelled",
-        idempotency_key=f"booking:{booking.public_id}:cancel",
+        idempotency_key=_refund_key(booking),
         requested_by_id=actor_id,
     )
     return True, "full refund requested"
@@ -660,18 +670,36 @@ def _completion_applied(booking: Booking) -> bool:
 
 
 def _refund_unwanted(booking: Booking, *, reason: str) -> str:
-    """Money the booking does not want: refund all of it and flag the booking for staff."""
+    """Money the booking does not want: refund all of it; what happened, for the audit.
+
+    A refund already requested for this payment (a cancellation, under the same key), or
+    refunds made elsewhere (the payments API) that already cover it, are not asked for again
+    and need nobody's attention. Otherwise the booking is flagged for staff.
+    """
     payment = booking.payment
+    key = _refund_key(booking)
+    existing = Refund.objects.filter(idempotency_key=key, payment_id=payment.pk).first()
+    if existing is not None and existing.status != Refund.Status.FAILED:
+        return f"a full refund was already requested ({existing.public_id})"
+    if existing is not None:  # the key would only return the failed refund
+        outcome = f"the refund {existing.public_id} failed: refund by hand"
+        _flag(booking, f"online payment {payment.public_id} not wanted ({reason}); {outcome}")
+        return outcome
     try:
         refund_request(
             payment_id=payment.pk,
             amount=None,
             reason=f"booking {booking.public_id}: {reason}",
-            idempotency_key=f"booking:{booking.public_id}:unwanted",
+            idempotency_key=key,
             requested_by_id=None,
         )
         outcome = "full refund requested"
     except ApplicationError as exc:
+        covered = Refund.objects.filter(
+            payment_id=payment.pk, status__in=(Refund.Status.PENDING, Refund.Status.SUCCEEDED)
+        ).aggregate(s=Sum("amount"))["s"]
+        if covered is not None and covered >= payment.amount:
+            return f"already refunded in full ({covered} {payment.currency})"
         outcome = f"refund refused ({exc.message}): refund by hand"
     _flag(booking, f"online payment {payment.public_id} not wanted ({reason}); {outcome}")
     return outcome

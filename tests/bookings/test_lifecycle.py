@@ -14,7 +14,7 @@ from core.errors import BusinessRuleViolation, TransitionNotAllowed
 from core.models import OutboxEvent
 from payments.gateways.base import PaymentState, Status
 from payments.models import Payment, PaymentLedgerEntry, Refund
-from payments.services import payment_apply_state, payment_checkout_started
+from payments.services import payment_apply_state, payment_checkout_started, refund_request
 from tests.bookings.conftest import local
 
 pytestmark = pytest.mark.django_db
@@ -249,7 +249,7 @@ def test_customer_cancel_well_before_start_refunds_in_full(booking, customer, ce
     refund = Refund.objects.get(payment=result.payment)
     assert (refund.amount, refund.idempotency_key) == (
         Decimal("24.000"),
-        f"booking:{booking.public_id}:cancel",
+        f"booking:{booking.public_id}:{booking.payment.public_id}:refund",
     )
     assert OutboxEvent.objects.get(type="booking.cancelled").data["refund"] is True
     # The slot is free again.
@@ -526,3 +526,36 @@ def test_a_payment_made_after_cancelling_anyway_is_refunded(booking, customer, c
 
     assert (result.status, result.needs_attention) == ("cancelled", True)
     assert Refund.objects.get(payment_id=booking.payment_id).full
+
+
+# --- one refund per booking payment -----------------------------------------------------------
+def test_a_cancel_before_the_completion_is_applied_refunds_once_and_flags_nothing(
+    booking, customer, celery_app_without_worker
+):
+    succeed(booking)  # paid at the gateway; payment.completed still on its way
+    services.booking_cancel(booking_id=booking.pk, actor_id=customer.pk)
+    refund = Refund.objects.get(payment_id=booking.payment_id)
+
+    result = completed(Booking.objects.get(pk=booking.pk))
+
+    assert "refund refused" not in result.attention_note
+    assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
+    assert refund.idempotency_key == f"booking:{booking.public_id}:{booking.payment.public_id}:refund"
+    assert not result.needs_attention  # the money is already going back: nothing for staff to do
+    assert "already requested" in BookingAudit.objects.filter(booking=booking).last().note
+
+
+def test_an_unwanted_payment_already_refunded_elsewhere_is_not_flagged_for_a_refund_by_hand(
+    booking, customer, staff, celery_app_without_worker
+):
+    services.booking_cancel(booking_id=booking.pk, actor_id=customer.pk)
+    succeed(booking)
+    refund_request(
+        payment_id=booking.payment_id, amount=None, reason="by staff at the payments API",
+        idempotency_key="staff-1", requested_by_id=staff.pk,
+    )  # fmt: skip
+
+    result = completed(Booking.objects.get(pk=booking.pk), late=True)
+
+    assert "refund by hand" not in result.attention_note
+    assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
