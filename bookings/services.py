@@ -125,14 +125,17 @@ def _flag(booking: Booking, note: str) -> None:
 # --- Holding a slot -------------------------------------------------------------------------
 def _aware(value: datetime, resource: Resource, field: str) -> datetime:
     """An aware instant; a naive time is the resource's local wall time (and must exist there)."""
-    if value.tzinfo is not None:
-        return value.astimezone(UTC)
-    local = value.replace(tzinfo=resource.tz)
-    if local.astimezone(UTC).astimezone(resource.tz).replace(tzinfo=None) != value:
-        raise _invalid(
-            field, f"{value:%Y-%m-%d %H:%M} does not exist in {resource.timezone} (clocks skip it)."
-        )
-    return local.astimezone(UTC)
+    try:
+        if value.tzinfo is not None:
+            return value.astimezone(UTC)
+        local = value.replace(tzinfo=resource.tz)
+        if local.astimezone(UTC).astimezone(resource.tz).replace(tzinfo=None) != value:
+            raise _invalid(
+                field, f"{value:%Y-%m-%d %H:%M} does not exist in {resource.timezone} (clocks skip it)."
+            )
+        return local.astimezone(UTC)
+    except OverflowError:  # the calendar's ends (year 1, year 9999) have no instant here
+        raise _invalid(field, f"{value.isoformat()} is out of range.") from None
 
 
 def booking_price(*, resource: Resource, service: Service | None, minutes: int) -> Decimal:
@@ -164,7 +167,10 @@ def booking_check_time(
     if not on_grid(starts_at):
         raise _invalid("start", f"must be on the {STEP.seconds // 60}-minute grid (:00, :15, :30, :45).")
     if service is not None:
-        expected = starts_at + timedelta(minutes=service.duration_minutes)
+        try:
+            expected = starts_at + timedelta(minutes=service.duration_minutes)
+        except OverflowError:
+            raise _invalid("start", f"{service.name} would end after the calendar does.") from None
         if ends_at is not None and _aware(ends_at, resource, "end") != expected:
             raise _invalid("end", f"{service.name} takes {service.duration_minutes} minutes; omit end.")
         ends_at = expected
@@ -232,9 +238,12 @@ def booking_hold(
     if payment_kind not in Booking.PaymentKind.values:
         raise _invalid("payment_kind", f"must be one of {', '.join(Booking.PaymentKind.values)}.")
     now = timezone.now()
-    starts_at, ends_at = booking_check_time(
-        resource=resource, service=service, starts_at=starts_at, ends_at=ends_at, now=now
-    )
+    try:
+        starts_at, ends_at = booking_check_time(
+            resource=resource, service=service, starts_at=starts_at, ends_at=ends_at, now=now
+        )
+    except OverflowError:  # a last guard: the API bounds the dates, _aware names the field
+        raise _invalid("start", "is out of range.") from None
     minutes = int((ends_at - starts_at).total_seconds() // 60)
     total = booking_price(resource=resource, service=service, minutes=minutes)
     currency = service.currency if service else resource.currency

@@ -73,9 +73,17 @@ class AvailabilityView(APIView):
                     f"service_id: {resource.name} offers no service with id {params['service_id']}.",
                     extra={"fields": {"service_id": ["not offered by this resource"]}},
                 )
-        result = availability_for(
-            resource=resource, start_date=params["start_date"], end_date=params["end_date"], service=service
-        )
+        try:
+            result = availability_for(
+                resource=resource,
+                start_date=params["start_date"],
+                end_date=params["end_date"],
+                service=service,
+            )
+        except OverflowError:  # the serializer bounds the window; a last guard for the calendar's ends
+            raise InvalidInput(
+                "end_date: out of range.", extra={"fields": {"end_date": ["out of range"]}}
+            ) from None
         return Response(
             {
                 "resource_id": resource.pk,

@@ -245,3 +245,44 @@ def test_a_gateway_that_refuses_is_a_422_and_releases_the_slot(hall, customer, m
 
     assert response.status_code == 422 and response.json()["code"] == "gateway_refused"
     assert Booking.objects.get().status == "expired"
+
+
+# --- input at the edges: 4xx, never 500 --------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "status", "code", "field"),
+    [
+        ({"hall_id": 0}, 400, "invalid", "hall_id"),  # was a KeyError
+        ({"hall_id": 2**70}, 400, "invalid", "hall_id"),
+        ({"start": "0001-01-01T00:00", "end": "0001-01-01T02:00"}, 422, "in_the_past", None),
+        ({"start": "0001-01-01T00:00+14:00", "end": "0001-01-01T02:00+14:00"}, 422, "in_the_past", None),
+        ({"start": "9999-12-31T22:00", "end": "9999-12-31T23:00"}, 422, "too_far_ahead", None),
+        ({"end": "9999-12-31T23:45-10:00"}, 400, "invalid", "end"),
+        ({"end": "0001-01-01T00:00"}, 400, "invalid", "end"),
+    ],
+)
+def test_input_at_the_edges_of_the_calendar_is_refused_not_a_500(hall, customer, change, status, code, field):
+    client = client_for(customer)
+    client.raise_request_exception = False
+    payload = {k: v for k, v in body_for(hall).items() if k != "resource_id"} | change
+
+    response = create(client, payload)
+
+    assert response.status_code == status, response.content[:300]
+    assert response.json()["code"] == code
+    if field:
+        assert field in response.json()["extra"]["fields"]
+    assert not Booking.objects.exists()
+
+
+def test_a_service_starting_at_the_end_of_the_calendar_is_refused_not_a_500(customer):
+    stylist = StaffResourceFactory()
+    haircut = ServiceFactory(resources=[stylist], duration_minutes=45)
+    client = client_for(customer)
+    client.raise_request_exception = False
+
+    response = create(
+        client, {"resource_id": stylist.pk, "service_id": haircut.pk, "start": "9999-12-31T23:45+00:00"}
+    )
+
+    assert response.status_code == 422, response.content[:300]
+    assert response.json()["code"] == "too_far_ahead"

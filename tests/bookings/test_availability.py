@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -346,3 +347,42 @@ def test_availability_reads_a_fixed_number_of_queries(
         )
     assert response.status_code == 200
     assert len(response.json()["days"]) == 30
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"hall_id": 0}, "hall_id"),  # not a resource (was a KeyError)
+        ({"hall_id": 2**70}, "hall_id"),
+        ({"start_date": "9999-12-30", "end_date": "9999-12-31"}, "start_date"),
+        ({"start_date": "0001-01-01", "end_date": "0001-01-02"}, "end_date"),
+        ({"end_date": "9999-12-31"}, "end_date"),
+    ],
+)
+def test_availability_at_the_edges_of_the_calendar_is_a_400_not_a_500(api_client, hall, params, field):
+    day = local(1, 0).date().isoformat()
+    api_client.raise_request_exception = False
+
+    response = api_client.get(
+        "/api/bookings/availability", {"hall_id": hall.pk, "start_date": day, "end_date": day} | params
+    )
+
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["code"] in ("invalid", "unknown_resource")
+    assert field in response.json()["extra"]["fields"]
+
+
+@pytest.mark.django_db
+@override_settings(BOOKING_MAX_DAYS_AHEAD=10**7)  # the dates' bounds let year 9999 through
+def test_an_overflow_past_the_dates_bounds_is_still_a_400(api_client, hall):
+    api_client.raise_request_exception = False
+
+    response = api_client.get(
+        "/api/bookings/availability",
+        {"hall_id": hall.pk, "start_date": "9999-12-30", "end_date": "9999-12-31"},
+    )
+
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["code"] == "invalid"
+    assert "end_date" in response.json()["extra"]["fields"]
