@@ -1,4 +1,5 @@
 from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.utils import timezone
@@ -8,10 +9,24 @@ from rest_framework import serializers
 
 from bookings.models import Booking, OpeningHours, Resource, Service
 from core.errors import BusinessRuleViolation
-from core.money import quantize
+from core.money import MoneyError, exponent
 from payments.api.serializers import MoneyField
 
 ID_LIMITS = {"min_value": 1, "max_value": 2**63 - 1}  # a bigint primary key
+
+
+def price_text(amount: Decimal | None, currency: str) -> str | None:
+    """A stored price as text in its currency's minor unit, rounded as it is charged (half up).
+
+    The models refuse extra decimals (clean()), but a row written some other way must not
+    break a listing: it is shown as it would be charged, never a 500.
+    """
+    if amount is None:
+        return None
+    try:
+        return str(amount.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP))
+    except MoneyError:  # a currency the payments do not know: show the amount as stored
+        return str(amount)
 
 
 def _utc_today() -> date:
@@ -67,11 +82,15 @@ class OpeningHoursSerializer(serializers.ModelSerializer):
 
 
 class ServiceSerializer(serializers.ModelSerializer):
-    price = MoneyField()
+    price = serializers.SerializerMethodField()
 
     class Meta:
         model = Service
         fields = ["id", "name", "duration_minutes", "price", "currency"]
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_price(self, service: Service) -> str | None:
+        return price_text(service.price, service.currency)
 
 
 class ResourceSerializer(serializers.ModelSerializer):
@@ -98,9 +117,7 @@ class ResourceSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_price_per_hour(self, resource: Resource) -> str | None:
-        if resource.price_per_hour is None:
-            return None
-        return str(quantize(resource.price_per_hour, resource.currency))
+        return price_text(resource.price_per_hour, resource.currency)
 
     @extend_schema_field(ServiceSerializer(many=True))
     def get_services(self, resource: Resource) -> list[dict]:
