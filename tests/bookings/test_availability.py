@@ -340,13 +340,15 @@ def test_availability_reads_a_fixed_number_of_queries(
             customer_id=customer.pk, resource_id=hall.pk, starts_at=local(days, 10), ends_at=local(days, 11)
         )
     start = local(1, 0).date()
-    with django_assert_max_num_queries(4):  # resource, weekly hours, exceptions, bookings in the window
+    with django_assert_max_num_queries(4) as queries:  # resource, weekly hours, exceptions, bookings
         response = api_client.get(
             "/api/bookings/availability",
             {"hall_id": hall.pk, "start_date": start, "end_date": start + timedelta(days=29)},
         )
     assert response.status_code == 200
     assert len(response.json()["days"]) == 30
+    # Each reads its own table only (the hours' model ordering would join the resource's).
+    assert not [q["sql"] for q in queries.captured_queries if "JOIN" in q["sql"]]
 
 
 @pytest.mark.django_db
@@ -386,3 +388,42 @@ def test_an_overflow_past_the_dates_bounds_is_still_a_400(api_client, hall):
     assert response.status_code == 400, response.content[:300]
     assert response.json()["code"] == "invalid"
     assert "end_date" in response.json()["extra"]["fields"]
+
+
+# --- busy time on PostgreSQL ---------------------------------------------------------------
+@pytest.mark.django_db
+def test_busy_time_is_what_holding_bookings_selects(hall, customer):
+    from django.utils import timezone
+
+    from bookings.models import Booking
+    from bookings.selectors import busy_intervals, holding_bookings
+    from tests.factories import ResourceFactory
+
+    now = timezone.now()
+    other = ResourceFactory()
+
+    def book(resource, start, end, status="confirmed", hold=None):
+        return Booking.objects.create(
+            resource=resource, customer=customer, starts_at=start, ends_at=end, status=status,
+            payment_kind="deposit", amount_total=40, amount_due=12, currency="EUR", hold_expires_at=hold,
+        )  # fmt: skip
+
+    book(hall, local(3, 9), local(3, 10))  # confirmed
+    book(hall, local(3, 10), local(3, 11), "pending_payment", now + timedelta(minutes=5))  # a live hold
+    book(hall, local(3, 11), local(3, 12), "pending_payment", now - timedelta(minutes=1))  # past its deadline
+    book(hall, local(3, 12), local(3, 13), "pending_payment")  # a hold without a deadline
+    book(hall, local(3, 12), local(3, 13), "cancelled")
+    book(hall, local(3, 13), local(3, 14), "expired")
+    book(hall, local(3, 13), local(3, 14), "completed")
+    book(other, local(3, 9), local(3, 10))
+    book(hall, local(2, 23), local(3, 1))  # from the day before, into the window
+    book(hall, local(4, 0), local(4, 1))  # touches the window's end: outside the half-open window
+    start, end = local(3, 0), local(4, 0)
+
+    busy = busy_intervals(resource_id=hall.pk, start=start, end=end, now=now)
+
+    expected = holding_bookings(resource_id=hall.pk, start=start, end=end, now=now).values_list(
+        "starts_at", "ends_at"
+    )
+    assert sorted(busy) == sorted(Interval(s, e) for s, e in expected)
+    assert sorted(b.start.astimezone(BERLIN).hour for b in busy) == [9, 10, 12, 23]
