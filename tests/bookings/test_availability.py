@@ -8,8 +8,10 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bookings.api.views import _day_json
 from bookings.availability import (
     STEP,
+    DayAvailability,
     Interval,
     availability_compute,
     local_to_utc,
@@ -390,6 +392,44 @@ def test_an_overflow_past_the_dates_bounds_is_still_a_400(api_client, hall):
     assert "end_date" in response.json()["extra"]["fields"]
 
 
+# --- the response, written fast ------------------------------------------------------------
+def written_the_long_way(day: DayAvailability, tz) -> dict:
+    return {
+        "date": day.date.isoformat(),
+        "free": [
+            {"start": i.start.astimezone(tz).isoformat(), "end": i.end.astimezone(tz).isoformat()}
+            for i in day.free
+        ],
+        "starts": [s.astimezone(tz).isoformat() for s in day.starts],
+    }
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schedules())
+def test_the_days_are_written_as_astimezone_and_isoformat_would(schedule):
+    tz, start, end, weekly, exceptions, busy, not_before, duration = schedule
+    result = availability_compute(
+        tz=tz, start_date=start, end_date=end, weekly=weekly, exceptions=exceptions,
+        busy=busy, duration=duration, not_before=not_before,
+    )  # fmt: skip
+    for day in result:
+        assert _day_json(day, tz) == written_the_long_way(day, tz)
+
+
+@pytest.mark.parametrize("tz", [BERLIN, ZoneInfo("Asia/Kathmandu"), ZoneInfo("America/St_Johns"), UTC])
+def test_times_off_the_grid_or_at_the_next_midnight_are_written_too(tz):
+    day = date(2026, 12, 1)
+    odd = DayAvailability(
+        day,
+        free=[
+            Interval(at(day, 9, 10, tz), at(day, 12, tz=tz)),
+            Interval(at(day, 22, tz=tz), at(day + timedelta(days=1), 0, tz=tz)),
+        ],
+        starts=[at(day, 9, 10, tz), at(day, 22, tz=tz) + timedelta(seconds=1), at(day, 23, 45, tz)],
+    )
+    assert _day_json(odd, tz) == written_the_long_way(odd, tz)
+
+
 # --- busy time on PostgreSQL ---------------------------------------------------------------
 @pytest.mark.django_db
 def test_busy_time_is_what_holding_bookings_selects(hall, customer):
@@ -427,3 +467,41 @@ def test_busy_time_is_what_holding_bookings_selects(hall, customer):
     )
     assert sorted(busy) == sorted(Interval(s, e) for s, e in expected)
     assert sorted(b.start.astimezone(BERLIN).hour for b in busy) == [9, 10, 12, 23]
+
+
+# --- rate limits -----------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_availability_is_rate_limited_once_per_request_and_fails_open(
+    api_client, hall, customer, monkeypatch
+):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    reads: list[str] = []
+
+    class Counting:
+        def get(self, key, default=None):
+            reads.append(key)
+            return default
+
+        def set(self, key, value, timeout=None):
+            pass
+
+    class Down:
+        def get(self, key, default=None):
+            raise ConnectionError("redis is down")
+
+        set = get
+
+    day = local(1, 0).date().isoformat()
+    params = {"hall_id": hall.pk, "start_date": day, "end_date": day}
+    monkeypatch.setattr(SimpleRateThrottle, "cache", Counting())
+
+    assert api_client.get("/api/bookings/availability", params).status_code == 200
+    assert len(reads) == 1  # anonymous: by address, once
+    api_client.force_authenticate(customer)
+    assert api_client.get("/api/bookings/availability", params).status_code == 200
+    assert len(reads) == 2 and reads[1] != reads[0]  # signed in: by user, once
+
+    monkeypatch.setattr(SimpleRateThrottle, "cache", Down())
+    api_client.raise_request_exception = False
+    assert api_client.get("/api/bookings/availability", params).status_code == 200
