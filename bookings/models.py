@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import Q
 
 from bookings.constraints import PostgresExclusionConstraint, TsTzRange
-from core.money import CURRENCY_EXPONENTS
+from core.money import CURRENCY_EXPONENTS, MoneyError, quantize
 
 SLOT_MINUTES = 15
 MIDNIGHT = time(0, 0)
@@ -48,6 +48,19 @@ def minutes_of_day(value: time, *, closing: bool = False) -> int:
 
 
 CURRENCIES = [(code, code) for code in sorted(CURRENCY_EXPONENTS)]
+
+
+def money_errors(field: str, amount, currency: str) -> dict[str, str]:
+    """{field: why} when `amount` has more decimals than `currency` allows (the columns keep 3
+    for every currency); nothing for an empty amount or an unknown currency (its own field
+    says so)."""
+    if amount is None or currency not in CURRENCY_EXPONENTS:
+        return {}
+    try:
+        quantize(amount, currency)
+    except MoneyError as exc:
+        return {field: str(exc)}
+    return {}
 
 
 class Resource(models.Model):
@@ -102,6 +115,8 @@ class Resource(models.Model):
     def clean(self) -> None:
         if self.kind == self.Kind.HALL and self.price_per_hour is None:
             raise ValidationError({"price_per_hour": "A hall needs a price per hour."})
+        if errors := money_errors("price_per_hour", self.price_per_hour, self.currency):
+            raise ValidationError(errors)
 
 
 class OpeningHours(models.Model):
@@ -206,6 +221,10 @@ class Service(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.duration_minutes} min)"
+
+    def clean(self) -> None:
+        if errors := money_errors("price", self.price, self.currency):
+            raise ValidationError(errors)
 
 
 HOLDING_STATUSES = ("pending_payment", "confirmed")

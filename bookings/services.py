@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from bookings.availability import STEP, covered, on_grid
@@ -23,11 +24,15 @@ from bookings.transitions import BOOKING, PAYMENT_STATUS
 from core import events
 from core.errors import ApplicationError, BusinessRuleViolation, InvalidInput, NotFound
 from core.money import exponent
-from payments.models import Payment
-from payments.services import payment_create, payment_gateway_choose, refund_request
+from payments.models import Payment, Refund
+from payments.services import payment_create, payment_expire, payment_gateway_choose, refund_request
 
 logger = logging.getLogger(__name__)
 OVERLAP_CONSTRAINT = "booking_no_overlap"
+# The audit note of every applied payment.completed starts with this: a booking has one
+# payment, so such a row means that payment's completion has been applied (see
+# booking_apply_payment_completed).
+PAYMENT_COMPLETED_NOTE = "payment completed"
 
 
 class SlotTaken(ApplicationError):
@@ -120,14 +125,17 @@ def _flag(booking: Booking, note: str) -> None:
 # --- Holding a slot -------------------------------------------------------------------------
 def _aware(value: datetime, resource: Resource, field: str) -> datetime:
     """An aware instant; a naive time is the resource's local wall time (and must exist there)."""
-    if value.tzinfo is not None:
-        return value.astimezone(UTC)
-    local = value.replace(tzinfo=resource.tz)
-    if local.astimezone(UTC).astimezone(resource.tz).replace(tzinfo=None) != value:
-        raise _invalid(
-            field, f"{value:%Y-%m-%d %H:%M} does not exist in {resource.timezone} (clocks skip it)."
-        )
-    return local.astimezone(UTC)
+    try:
+        if value.tzinfo is not None:
+            return value.astimezone(UTC)
+        local = value.replace(tzinfo=resource.tz)
+        if local.astimezone(UTC).astimezone(resource.tz).replace(tzinfo=None) != value:
+            raise _invalid(
+                field, f"{value:%Y-%m-%d %H:%M} does not exist in {resource.timezone} (clocks skip it)."
+            )
+        return local.astimezone(UTC)
+    except OverflowError:  # the calendar's ends (year 1, year 9999) have no instant here
+        raise _invalid(field, f"{value.isoformat()} is out of range.") from None
 
 
 def booking_price(*, resource: Resource, service: Service | None, minutes: int) -> Decimal:
@@ -159,7 +167,10 @@ def booking_check_time(
     if not on_grid(starts_at):
         raise _invalid("start", f"must be on the {STEP.seconds // 60}-minute grid (:00, :15, :30, :45).")
     if service is not None:
-        expected = starts_at + timedelta(minutes=service.duration_minutes)
+        try:
+            expected = starts_at + timedelta(minutes=service.duration_minutes)
+        except OverflowError:
+            raise _invalid("start", f"{service.name} would end after the calendar does.") from None
         if ends_at is not None and _aware(ends_at, resource, "end") != expected:
             raise _invalid("end", f"{service.name} takes {service.duration_minutes} minutes; omit end.")
         ends_at = expected
@@ -227,9 +238,12 @@ def booking_hold(
     if payment_kind not in Booking.PaymentKind.values:
         raise _invalid("payment_kind", f"must be one of {', '.join(Booking.PaymentKind.values)}.")
     now = timezone.now()
-    starts_at, ends_at = booking_check_time(
-        resource=resource, service=service, starts_at=starts_at, ends_at=ends_at, now=now
-    )
+    try:
+        starts_at, ends_at = booking_check_time(
+            resource=resource, service=service, starts_at=starts_at, ends_at=ends_at, now=now
+        )
+    except OverflowError:  # a last guard: the API bounds the dates, _aware names the field
+        raise _invalid("start", "is out of range.") from None
     minutes = int((ends_at - starts_at).total_seconds() // 60)
     total = booking_price(resource=resource, service=service, minutes=minutes)
     currency = service.currency if service else resource.currency
@@ -322,17 +336,38 @@ def booking_confirm(
         booking.status = Booking.Status.CONFIRMED
         booking.hold_expires_at = None
         _save_holding(booking, fields=["status", "payment_status", "hold_expires_at"])
+        # Paid at the desk: the online payment must not take the money a second time.
+        closed = _close_open_payment(booking) if paid_in_cash else ""
+        note = note or ("confirmed, paid in cash" if paid_in_cash else "confirmed by staff")
         _audit(
             booking,
             source=BookingAudit.Source.STAFF,
             from_status=before,
             from_payment_status=before_payment if booking.payment_status != before_payment else "",
             actor_id=actor_id,
-            note=note or ("confirmed, paid in cash" if paid_in_cash else "confirmed by staff"),
+            note="; ".join(filter(None, [note, closed])),
         )
         if confirming:
             events.publish("booking.confirmed", _event_data(booking, by="staff"))
     return booking
+
+
+def _close_open_payment(booking: Booking) -> str:
+    """Expire the booking's online payment if it can still be paid (created or pending); a note.
+
+    Called with the booking row locked; payment_expire then locks the payment (booking first,
+    payment second, as everywhere). If it succeeded meanwhile it is left alone: its
+    payment.completed is on its way and booking_apply_payment_completed refunds it.
+    """
+    if booking.payment_id is None or booking.payment.status not in (
+        Payment.Status.CREATED,
+        Payment.Status.PENDING,
+    ):
+        return ""
+    booking.payment = payment_expire(payment_id=booking.payment_id)
+    if booking.payment.status == Payment.Status.EXPIRED:
+        return f"online payment {booking.payment.public_id} closed"
+    return ""
 
 
 def _save_holding(booking: Booking, *, fields: list[str]) -> None:
@@ -389,6 +424,7 @@ def booking_cancel(
         booking.hold_expires_at = None
         booking.save(update_fields=["status", "hold_expires_at", "updated_at"])
         source = BookingAudit.Source.STAFF if by_staff else BookingAudit.Source.CUSTOMER
+        closed = _close_open_payment(booking)  # nobody may pay for a cancelled booking
         requested, note = _refund_after_cancel(booking, actor_id=actor_id) if refund else (False, "no refund")
         if not refund and booking.payment_status in (
             Booking.PaymentStatus.PAID,
@@ -400,10 +436,19 @@ def booking_cancel(
             source=source,
             from_status=before,
             actor_id=actor_id,
-            note="; ".join(filter(None, [reason, note])),
+            note="; ".join(filter(None, [reason, note, closed])),
         )
         events.publish("booking.cancelled", _event_data(booking, reason=reason, refund=requested, by=source))
     return booking
+
+
+def _refund_key(booking: Booking) -> str:
+    """The one idempotency key of a refund of the booking's payment, whichever path asks for it.
+
+    A cancellation and a late payment.completed may both want the money back; under one key
+    the second gets the first's refund instead of a refusal (nothing left to refund).
+    """
+    return f"booking:{booking.public_id}:{booking.payment.public_id}:refund"
 
 
 def _refund_after_cancel(booking: Booking, *, actor_id: int | None) -> tuple[bool, str]:
@@ -417,7 +462,7 @@ def _refund_after_cancel(booking: Booking, *, actor_id: int | None) -> tuple[boo
         payment_id=payment.pk,
         amount=None,
         reason=f"booking {booking.public_id} cancelled",
-        idempotency_key=f"booking:{booking.public_id}:cancel",
+        idempotency_key=_refund_key(booking),
         requested_by_id=actor_id,
     )
     return True, "full refund requested"
@@ -549,8 +594,13 @@ def booking_apply_payment_completed(
 ) -> Booking | None:
     """The payment succeeded: mark it paid (or deposit paid) and confirm the booking.
 
-    A hold that expired meanwhile is confirmed if its slot is still free; otherwise, and for
-    a booking cancelled meanwhile, the money is refunded and staff are told (needs_attention).
+    A hold that expired meanwhile is confirmed if its slot is still free. Money the booking
+    does not want (its slot is gone, it was cancelled, or staff already took the payment at
+    the desk) is refunded in full and staff are told (needs_attention).
+
+    Applied once per payment: the event backbone de-duplicates redeliveries, and a second
+    payment.completed for the same payment finds its first one in the audit trail and
+    changes nothing.
     """
     with transaction.atomic():
         booking = _booking_of_payment(
@@ -558,13 +608,17 @@ def booking_apply_payment_completed(
         )
         if booking is None:
             return None
+        if _completion_applied(booking):
+            return booking  # repeated
         paid = (
             Booking.PaymentStatus.DEPOSIT_PAID if kind == Payment.Kind.DEPOSIT else Booking.PaymentStatus.PAID
         )
         before, before_payment = booking.status, booking.payment_status
-        if booking.payment_status == paid:
-            return booking  # repeated
-        if PAYMENT_STATUS.allowed(booking.payment_status, paid):
+        unwanted: list[str] = []  # why the money is not wanted
+        if booking.payment_status in (Booking.PaymentStatus.PAID, Booking.PaymentStatus.DEPOSIT_PAID):
+            # Not this payment (its completion is not in the audit): paid by other means.
+            unwanted.append(f"the booking was already {booking.payment_status} at the desk")
+        elif PAYMENT_STATUS.allowed(booking.payment_status, paid):
             booking.payment_status = paid
             booking.payment_error = ""
         else:
@@ -573,13 +627,13 @@ def booking_apply_payment_completed(
                 f"online payment of {booking.amount_due} {booking.currency} arrived while "
                 f"{booking.payment_status}",
             )
-        note = "payment completed" + (" after its deadline" if late else "")
+        note = PAYMENT_COMPLETED_NOTE + (" after its deadline" if late else "")
         confirmed = False
         if booking.status == Booking.Status.PENDING_PAYMENT:
             booking.status = Booking.Status.CONFIRMED
             confirmed = True
         elif booking.status == Booking.Status.EXPIRED and booking.starts_at <= timezone.now():
-            note += "; the hold had expired and its time has begun: " + _refund_unwanted(booking)
+            unwanted.append("the hold had expired and its time has begun")
         elif booking.status == Booking.Status.EXPIRED:
             booking.status = Booking.Status.CONFIRMED
             try:
@@ -588,9 +642,11 @@ def booking_apply_payment_completed(
                 note += "; the hold had expired but the slot was still free: confirmed"
             except SlotTaken:
                 booking.status = Booking.Status.EXPIRED
-                note += "; the hold had expired and the slot is taken: " + _refund_unwanted(booking)
+                unwanted.append("the hold had expired and the slot is taken")
         elif booking.status == Booking.Status.CANCELLED:
-            note += "; the booking was cancelled: " + _refund_unwanted(booking)
+            unwanted.append("the booking was cancelled")
+        if unwanted:
+            note += f"; {'; '.join(unwanted)}: " + _refund_unwanted(booking, reason="; ".join(unwanted))
         booking.hold_expires_at = None if confirmed else booking.hold_expires_at
         booking.save(
             update_fields=[
@@ -615,20 +671,46 @@ def booking_apply_payment_completed(
     return booking
 
 
-def _refund_unwanted(booking: Booking) -> str:
-    """Money for a slot the customer no longer has: refund it all and flag the booking for staff."""
+def _completion_applied(booking: Booking) -> bool:
+    """Whether the booking's payment's payment.completed was applied already (its audit row)."""
+    return BookingAudit.objects.filter(
+        booking=booking, source=BookingAudit.Source.PAYMENT, note__startswith=PAYMENT_COMPLETED_NOTE
+    ).exists()
+
+
+def _refund_unwanted(booking: Booking, *, reason: str) -> str:
+    """Money the booking does not want: refund all of it; what happened, for the audit.
+
+    A refund already requested for this payment (a cancellation, under the same key), or
+    refunds made elsewhere (the payments API) that already cover it, are not asked for again
+    and need nobody's attention. Otherwise the booking is flagged for staff.
+    """
+    payment = booking.payment
+    key = _refund_key(booking)
+    existing = Refund.objects.filter(idempotency_key=key, payment_id=payment.pk).first()
+    if existing is not None and existing.status != Refund.Status.FAILED:
+        return f"a full refund was already requested ({existing.public_id})"
+    if existing is not None:  # the key would only return the failed refund
+        outcome = f"the refund {existing.public_id} failed: refund by hand"
+        _flag(booking, f"online payment {payment.public_id} not wanted ({reason}); {outcome}")
+        return outcome
     try:
         refund_request(
-            payment_id=booking.payment_id,
+            payment_id=payment.pk,
             amount=None,
-            reason=f"booking {booking.public_id}: paid after the slot was released",
-            idempotency_key=f"booking:{booking.public_id}:unwanted",
+            reason=f"booking {booking.public_id}: {reason}",
+            idempotency_key=key,
             requested_by_id=None,
         )
         outcome = "full refund requested"
     except ApplicationError as exc:
+        covered = Refund.objects.filter(
+            payment_id=payment.pk, status__in=(Refund.Status.PENDING, Refund.Status.SUCCEEDED)
+        ).aggregate(s=Sum("amount"))["s"]
+        if covered is not None and covered >= payment.amount:
+            return f"already refunded in full ({covered} {payment.currency})"
         outcome = f"refund refused ({exc.message}): refund by hand"
-    _flag(booking, f"paid after the slot was released; {outcome}")
+    _flag(booking, f"online payment {payment.public_id} not wanted ({reason}); {outcome}")
     return outcome
 
 

@@ -1,13 +1,44 @@
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from bookings.models import Booking, OpeningHours, Resource, Service
-from core.money import quantize
+from core.errors import BusinessRuleViolation
+from core.money import MoneyError, exponent
 from payments.api.serializers import MoneyField
+
+ID_LIMITS = {"min_value": 1, "max_value": 2**63 - 1}  # a bigint primary key
+
+
+def price_text(amount: Decimal | None, currency: str) -> str | None:
+    """A stored price as text in its currency's minor unit, rounded as it is charged (half up).
+
+    The models refuse extra decimals (clean()), but a row written some other way must not
+    break a listing: it is shown as it would be charged, never a 500.
+    """
+    if amount is None:
+        return None
+    try:
+        return str(amount.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP))
+    except MoneyError:  # a currency the payments do not know: show the amount as stored
+        return str(amount)
+
+
+def _utc_today() -> date:
+    return timezone.now().date()
+
+
+def _last_bookable_date() -> date:
+    """BOOKING_MAX_DAYS_AHEAD and a day from today (UTC), the latest local date anywhere."""
+    try:
+        return _utc_today() + timedelta(days=settings.BOOKING_MAX_DAYS_AHEAD + 1)
+    except OverflowError:
+        return date.max
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)
@@ -51,11 +82,15 @@ class OpeningHoursSerializer(serializers.ModelSerializer):
 
 
 class ServiceSerializer(serializers.ModelSerializer):
-    price = MoneyField()
+    price = serializers.SerializerMethodField()
 
     class Meta:
         model = Service
         fields = ["id", "name", "duration_minutes", "price", "currency"]
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_price(self, service: Service) -> str | None:
+        return price_text(service.price, service.currency)
 
 
 class ResourceSerializer(serializers.ModelSerializer):
@@ -82,9 +117,7 @@ class ResourceSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_price_per_hour(self, resource: Resource) -> str | None:
-        if resource.price_per_hour is None:
-            return None
-        return str(quantize(resource.price_per_hour, resource.currency))
+        return price_text(resource.price_per_hour, resource.currency)
 
     @extend_schema_field(ServiceSerializer(many=True))
     def get_services(self, resource: Resource) -> list[dict]:
@@ -93,30 +126,52 @@ class ResourceSerializer(serializers.ModelSerializer):
 
 
 class AvailabilityQuerySerializer(serializers.Serializer):
-    hall_id = serializers.IntegerField(required=False, help_text="The resource (hall or staff member)")
-    resource_id = serializers.IntegerField(required=False, help_text="Same as hall_id")
+    hall_id = serializers.IntegerField(
+        required=False, **ID_LIMITS, help_text="The resource (hall or staff member)"
+    )
+    resource_id = serializers.IntegerField(required=False, **ID_LIMITS, help_text="Same as hall_id")
     service_id = serializers.IntegerField(
-        required=False, help_text="Start times where this service's whole duration fits"
+        required=False, **ID_LIMITS, help_text="Start times where this service's whole duration fits"
     )
     start_date = serializers.DateField()
     end_date = serializers.DateField()
 
     def validate(self, attrs):
-        if "hall_id" not in attrs and "resource_id" not in attrs:
+        if "hall_id" in attrs:
+            attrs["resource_id"] = attrs.pop("hall_id")
+        elif "resource_id" not in attrs:
             raise serializers.ValidationError({"hall_id": ["This field is required."]})
-        attrs["resource_id"] = attrs.pop("hall_id", None) or attrs["resource_id"]
-        if attrs["end_date"] < attrs["start_date"]:
-            raise serializers.ValidationError({"end_date": ["must not be before start_date."]})
-        days = (attrs["end_date"] - attrs["start_date"]).days + 1
-        if days > settings.BOOKING_AVAILABILITY_MAX_DAYS:
-            raise serializers.ValidationError(
-                {
-                    "end_date": [
-                        f"at most {settings.BOOKING_AVAILABILITY_MAX_DAYS} days per query ({days} asked)."
-                    ]
-                }
-            )
-        return attrs
+        return validate_window(attrs)
+
+
+def validate_window(attrs: dict) -> dict:
+    """The window's order, length and place, checked on dates before any time arithmetic.
+
+    It must overlap the dates that can be booked (from yesterday, UTC, which is today or
+    later somewhere, to BOOKING_MAX_DAYS_AHEAD and a day): other windows have nothing to show,
+    and the calendar's ends (year 1, year 9999) cannot be turned into instants.
+    """
+    start, end = attrs["start_date"], attrs["end_date"]
+    if end < start:
+        raise serializers.ValidationError({"end_date": ["must not be before start_date."]})
+    days = (end - start).days + 1
+    if days > settings.BOOKING_AVAILABILITY_MAX_DAYS:
+        raise serializers.ValidationError(
+            {"end_date": [f"at most {settings.BOOKING_AVAILABILITY_MAX_DAYS} days per query ({days} asked)."]}
+        )
+    today = _utc_today()
+    if end < today - timedelta(days=1):
+        raise serializers.ValidationError({"end_date": ["must not be in the past."]})
+    last = _last_bookable_date()
+    if start > last:
+        raise serializers.ValidationError(
+            {
+                "start_date": [
+                    f"bookings open {settings.BOOKING_MAX_DAYS_AHEAD} days ahead, until about {last}."
+                ]
+            }
+        )
+    return attrs
 
 
 class IntervalSerializer(serializers.Serializer):
@@ -144,9 +199,9 @@ class AvailabilitySerializer(serializers.Serializer):
 
 
 class BookingCreateSerializer(serializers.Serializer):
-    resource_id = serializers.IntegerField(required=False, help_text="The hall or staff member")
-    hall_id = serializers.IntegerField(required=False, help_text="Same as resource_id")
-    service_id = serializers.IntegerField(required=False, allow_null=True)
+    resource_id = serializers.IntegerField(required=False, **ID_LIMITS, help_text="The hall or staff member")
+    hall_id = serializers.IntegerField(required=False, **ID_LIMITS, help_text="Same as resource_id")
+    service_id = serializers.IntegerField(required=False, allow_null=True, **ID_LIMITS)
     start = WallOrAwareDateTimeField()
     end = WallOrAwareDateTimeField(required=False, allow_null=True, help_text="Omit when booking a service")
     payment_kind = serializers.ChoiceField(
@@ -158,10 +213,42 @@ class BookingCreateSerializer(serializers.Serializer):
     notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
     def validate(self, attrs):
-        if "resource_id" not in attrs and "hall_id" not in attrs:
+        if "hall_id" in attrs:
+            attrs["resource_id"] = attrs.pop("hall_id")
+        elif "resource_id" not in attrs:
             raise serializers.ValidationError({"resource_id": ["This field is required."]})
-        attrs["resource_id"] = attrs.pop("hall_id", None) or attrs["resource_id"]
-        return attrs
+        return validate_booking_time(attrs)
+
+
+# How far an end may lie after its start before the dates alone refuse it (the resource's
+# longest booking is checked later, by the service).
+END_AFTER_START_DAYS = 366
+
+
+def validate_booking_time(attrs: dict) -> dict:
+    """Refuse, on their dates alone, starts and ends that cannot be booked.
+
+    Before any time arithmetic: a local time at the calendar's ends (year 1, year 9999) has no
+    instant. A start more than a day before today (UTC) or after the last bookable date gets
+    the service's own answers (422 in_the_past, too_far_ahead); an end before its start or
+    more than a year after it is a 400.
+    """
+    start, end = attrs["start"], attrs.get("end")
+    today = _utc_today()
+    if start.date() < today - timedelta(days=1):
+        raise BusinessRuleViolation("The start is in the past.", code="in_the_past")
+    if start.date() > _last_bookable_date():
+        raise BusinessRuleViolation(
+            f"Bookings open {settings.BOOKING_MAX_DAYS_AHEAD} days ahead.", code="too_far_ahead"
+        )
+    if end is not None:
+        if end.date() < start.date() - timedelta(days=1):
+            raise serializers.ValidationError({"end": ["must be after start."]})
+        if (end.date() - start.date()).days > END_AFTER_START_DAYS:
+            raise serializers.ValidationError(
+                {"end": [f"must be within {END_AFTER_START_DAYS} days of start."]}
+            )
+    return attrs
 
 
 class BookingPaymentSerializer(serializers.Serializer):

@@ -1,4 +1,4 @@
-from datetime import timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 
 import django_filters
 from django.shortcuts import get_object_or_404
@@ -23,6 +23,7 @@ from bookings.api.serializers import (
 from bookings.availability import STEP, DayAvailability
 from bookings.models import Booking, Resource, Service
 from bookings.selectors import availability_for, bookings_visible_to
+from core.api import FailOpenAnonRateThrottle, FailOpenUserRateThrottle
 from core.errors import BusinessRuleViolation, InvalidInput
 from core.idempotency import HEADER, idempotent
 from payments.services import payment_checkout_open
@@ -46,9 +47,14 @@ class ResourceListView(ListAPIView):
 
 
 class AvailabilityView(APIView):
-    """GET /api/bookings/availability: free intervals and 15-minute start times per local day."""
+    """GET /api/bookings/availability: free intervals and 15-minute start times per local day.
+
+    A public read that must keep answering without Redis: its rate limits fail open, and each
+    request is counted once, by address or by user (whatever the project's defaults are).
+    """
 
     permission_classes = [AllowAny]
+    throttle_classes = [FailOpenAnonRateThrottle, FailOpenUserRateThrottle]
 
     @extend_schema(
         parameters=[AvailabilityQuerySerializer],
@@ -58,13 +64,14 @@ class AvailabilityView(APIView):
         query = AvailabilityQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        resource = Resource.objects.filter(pk=params["resource_id"], active=True).first()
-        if resource is None:
+        try:  # get(), not first(): no ORDER BY name for one row by its key
+            resource = Resource.objects.get(pk=params["resource_id"], active=True)
+        except Resource.DoesNotExist:
             raise InvalidInput(
                 f"hall_id: no bookable resource with id {params['resource_id']}.",
                 code="unknown_resource",
                 extra={"fields": {"hall_id": ["unknown resource"]}},
-            )
+            ) from None
         service = None
         if params.get("service_id") is not None:
             service = Service.objects.filter(pk=params["service_id"], active=True, resources=resource).first()
@@ -73,9 +80,17 @@ class AvailabilityView(APIView):
                     f"service_id: {resource.name} offers no service with id {params['service_id']}.",
                     extra={"fields": {"service_id": ["not offered by this resource"]}},
                 )
-        result = availability_for(
-            resource=resource, start_date=params["start_date"], end_date=params["end_date"], service=service
-        )
+        try:
+            result = availability_for(
+                resource=resource,
+                start_date=params["start_date"],
+                end_date=params["end_date"],
+                service=service,
+            )
+        except OverflowError:  # the serializer bounds the window; a last guard for the calendar's ends
+            raise InvalidInput(
+                "end_date: out of range.", extra={"fields": {"end_date": ["out of range"]}}
+            ) from None
         return Response(
             {
                 "resource_id": resource.pk,
@@ -90,20 +105,53 @@ class AvailabilityView(APIView):
         )
 
 
+# "HH:MM:00" of each 15-minute step of a day: most local times of a response are written
+# from this table (a few hundred per 30 days) rather than by astimezone() and isoformat().
+_GRID_TIMES = [f"{m // 60:02d}:{m % 60:02d}:00" for m in range(0, 24 * 60, STEP.seconds // 60)]
+
+
 def _day_json(day: DayAvailability, tz: tzinfo) -> dict:
     """A day's free intervals and starts as local ISO 8601 times with their offset."""
-    if day.free:
-        offset = day.free[0].start.astimezone(tz).utcoffset()
-        if day.free[-1].end.astimezone(tz).utcoffset() == offset:  # no clock change: a fixed offset is faster
-            tz = timezone(offset)
+    if not day.free:
+        return {"date": day.date.isoformat(), "free": [], "starts": []}
+    offset = day.free[0].start.astimezone(tz).utcoffset()
+    if day.free[-1].end.astimezone(tz).utcoffset() != offset:  # the clocks change in between
+        return {
+            "date": day.date.isoformat(),
+            "free": [
+                {"start": i.start.astimezone(tz).isoformat(), "end": i.end.astimezone(tz).isoformat()}
+                for i in day.free
+            ],
+            "starts": [s.astimezone(tz).isoformat() for s in day.starts],
+        }
+    local = _fixed_offset_formatter(day.date, offset)
     return {
-        "date": day.date,
-        "free": [
-            {"start": i.start.astimezone(tz).isoformat(), "end": i.end.astimezone(tz).isoformat()}
-            for i in day.free
-        ],
-        "starts": [s.astimezone(tz).isoformat() for s in day.starts],
+        "date": day.date.isoformat(),
+        "free": [{"start": local(i.start), "end": local(i.end)} for i in day.free],
+        "starts": [local(s) for s in day.starts],
     }
+
+
+def _fixed_offset_formatter(day: date, offset: timedelta):
+    """Instants as local ISO 8601 text at a fixed UTC offset, as isoformat() writes them.
+
+    An instant on the grid of `day` is the date, its step's time and the offset (about a
+    third of astimezone() and isoformat()); any other one (off the grid, the next day's
+    midnight) goes the long way.
+    """
+    fixed = timezone(offset)
+    suffix = datetime(2000, 1, 1, tzinfo=fixed).isoformat()[19:]  # "+01:00", as isoformat() writes it
+    prefix = f"{day.isoformat()}T"
+    midnight = datetime.combine(day, time(0), tzinfo=UTC) - offset  # the local 00:00 at this offset
+    steps = len(_GRID_TIMES)
+
+    def local(moment: datetime) -> str:
+        step, rest = divmod(moment - midnight, STEP)
+        if not rest and 0 <= step < steps:
+            return prefix + _GRID_TIMES[step] + suffix
+        return moment.astimezone(fixed).isoformat()
+
+    return local
 
 
 class BookingFilter(django_filters.FilterSet):

@@ -2,12 +2,14 @@
 
 import json
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from bookings import services
-from bookings.models import Booking
+from bookings.models import Booking, Resource, Service
 from payments.models import Payment
 from tests.bookings.conftest import local
 from tests.factories import ResourceFactory, ServiceFactory, StaffResourceFactory, UserFactory
@@ -245,3 +247,79 @@ def test_a_gateway_that_refuses_is_a_422_and_releases_the_slot(hall, customer, m
 
     assert response.status_code == 422 and response.json()["code"] == "gateway_refused"
     assert Booking.objects.get().status == "expired"
+
+
+# --- input at the edges: 4xx, never 500 --------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "status", "code", "field"),
+    [
+        ({"hall_id": 0}, 400, "invalid", "hall_id"),  # was a KeyError
+        ({"hall_id": 2**70}, 400, "invalid", "hall_id"),
+        ({"start": "0001-01-01T00:00", "end": "0001-01-01T02:00"}, 422, "in_the_past", None),
+        ({"start": "0001-01-01T00:00+14:00", "end": "0001-01-01T02:00+14:00"}, 422, "in_the_past", None),
+        ({"start": "9999-12-31T22:00", "end": "9999-12-31T23:00"}, 422, "too_far_ahead", None),
+        ({"end": "9999-12-31T23:45-10:00"}, 400, "invalid", "end"),
+        ({"end": "0001-01-01T00:00"}, 400, "invalid", "end"),
+    ],
+)
+def test_input_at_the_edges_of_the_calendar_is_refused_not_a_500(hall, customer, change, status, code, field):
+    client = client_for(customer)
+    client.raise_request_exception = False
+    payload = {k: v for k, v in body_for(hall).items() if k != "resource_id"} | change
+
+    response = create(client, payload)
+
+    assert response.status_code == status, response.content[:300]
+    assert response.json()["code"] == code
+    if field:
+        assert field in response.json()["extra"]["fields"]
+    assert not Booking.objects.exists()
+
+
+def test_a_service_starting_at_the_end_of_the_calendar_is_refused_not_a_500(customer):
+    stylist = StaffResourceFactory()
+    haircut = ServiceFactory(resources=[stylist], duration_minutes=45)
+    client = client_for(customer)
+    client.raise_request_exception = False
+
+    response = create(
+        client, {"resource_id": stylist.pk, "service_id": haircut.pk, "start": "9999-12-31T23:45+00:00"}
+    )
+
+    assert response.status_code == 422, response.content[:300]
+    assert response.json()["code"] == "too_far_ahead"
+
+
+def test_a_price_with_more_decimals_than_its_currency_never_breaks_the_resource_list():
+    hall = ResourceFactory()
+    stylist = StaffResourceFactory()
+    ServiceFactory(resources=[stylist], name="Cut", price="30.00")
+    Resource.objects.filter(pk=hall.pk).update(price_per_hour=Decimal("40.125"))  # stored before the check
+    Service.objects.filter(resources=stylist).update(price=Decimal("30.005"))
+    client = APIClient()
+    client.raise_request_exception = False
+
+    response = client.get("/api/bookings/resources")
+
+    assert response.status_code == 200, response.content[:300]
+    by_id = {r["id"]: r for r in response.json()["results"]}
+    # Rounded as prices are charged (half up to the currency's minor unit).
+    assert by_id[hall.pk]["price_per_hour"] == "40.13"
+    assert by_id[stylist.pk]["services"][0]["price"] == "30.01"
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "field"),
+    [
+        (Resource, {"price_per_hour": Decimal("40.125"), "currency": "EUR"}, "price_per_hour"),
+        (Resource, {"price_per_hour": Decimal("4000.5"), "currency": "JPY"}, "price_per_hour"),
+        (Service, {"price": Decimal("30.001"), "currency": "USD"}, "price"),
+    ],
+)
+def test_prices_with_more_decimals_than_their_currency_are_refused(model, fields, field):
+    base = ResourceFactory.build() if model is Resource else ServiceFactory.build()
+    for name, value in fields.items():
+        setattr(base, name, value)
+    with pytest.raises(ValidationError) as refused:
+        base.full_clean(exclude=["resources"] if model is Service else None)
+    assert field in refused.value.message_dict

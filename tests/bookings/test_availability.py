@@ -4,11 +4,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bookings.api.views import _day_json
 from bookings.availability import (
     STEP,
+    DayAvailability,
     Interval,
     availability_compute,
     local_to_utc,
@@ -339,10 +342,166 @@ def test_availability_reads_a_fixed_number_of_queries(
             customer_id=customer.pk, resource_id=hall.pk, starts_at=local(days, 10), ends_at=local(days, 11)
         )
     start = local(1, 0).date()
-    with django_assert_max_num_queries(4):  # resource, weekly hours, exceptions, bookings in the window
+    with django_assert_max_num_queries(4) as queries:  # resource, weekly hours, exceptions, bookings
         response = api_client.get(
             "/api/bookings/availability",
             {"hall_id": hall.pk, "start_date": start, "end_date": start + timedelta(days=29)},
         )
     assert response.status_code == 200
     assert len(response.json()["days"]) == 30
+    # Each reads its own table only (the hours' model ordering would join the resource's).
+    assert not [q["sql"] for q in queries.captured_queries if "JOIN" in q["sql"]]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"hall_id": 0}, "hall_id"),  # not a resource (was a KeyError)
+        ({"hall_id": 2**70}, "hall_id"),
+        ({"start_date": "9999-12-30", "end_date": "9999-12-31"}, "start_date"),
+        ({"start_date": "0001-01-01", "end_date": "0001-01-02"}, "end_date"),
+        ({"end_date": "9999-12-31"}, "end_date"),
+    ],
+)
+def test_availability_at_the_edges_of_the_calendar_is_a_400_not_a_500(api_client, hall, params, field):
+    day = local(1, 0).date().isoformat()
+    api_client.raise_request_exception = False
+
+    response = api_client.get(
+        "/api/bookings/availability", {"hall_id": hall.pk, "start_date": day, "end_date": day} | params
+    )
+
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["code"] in ("invalid", "unknown_resource")
+    assert field in response.json()["extra"]["fields"]
+
+
+@pytest.mark.django_db
+@override_settings(BOOKING_MAX_DAYS_AHEAD=10**7)  # the dates' bounds let year 9999 through
+def test_an_overflow_past_the_dates_bounds_is_still_a_400(api_client, hall):
+    api_client.raise_request_exception = False
+
+    response = api_client.get(
+        "/api/bookings/availability",
+        {"hall_id": hall.pk, "start_date": "9999-12-30", "end_date": "9999-12-31"},
+    )
+
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["code"] == "invalid"
+    assert "end_date" in response.json()["extra"]["fields"]
+
+
+# --- the response, written fast ------------------------------------------------------------
+def written_the_long_way(day: DayAvailability, tz) -> dict:
+    return {
+        "date": day.date.isoformat(),
+        "free": [
+            {"start": i.start.astimezone(tz).isoformat(), "end": i.end.astimezone(tz).isoformat()}
+            for i in day.free
+        ],
+        "starts": [s.astimezone(tz).isoformat() for s in day.starts],
+    }
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schedules())
+def test_the_days_are_written_as_astimezone_and_isoformat_would(schedule):
+    tz, start, end, weekly, exceptions, busy, not_before, duration = schedule
+    result = availability_compute(
+        tz=tz, start_date=start, end_date=end, weekly=weekly, exceptions=exceptions,
+        busy=busy, duration=duration, not_before=not_before,
+    )  # fmt: skip
+    for day in result:
+        assert _day_json(day, tz) == written_the_long_way(day, tz)
+
+
+@pytest.mark.parametrize("tz", [BERLIN, ZoneInfo("Asia/Kathmandu"), ZoneInfo("America/St_Johns"), UTC])
+def test_times_off_the_grid_or_at_the_next_midnight_are_written_too(tz):
+    day = date(2026, 12, 1)
+    odd = DayAvailability(
+        day,
+        free=[
+            Interval(at(day, 9, 10, tz), at(day, 12, tz=tz)),
+            Interval(at(day, 22, tz=tz), at(day + timedelta(days=1), 0, tz=tz)),
+        ],
+        starts=[at(day, 9, 10, tz), at(day, 22, tz=tz) + timedelta(seconds=1), at(day, 23, 45, tz)],
+    )
+    assert _day_json(odd, tz) == written_the_long_way(odd, tz)
+
+
+# --- busy time on PostgreSQL ---------------------------------------------------------------
+@pytest.mark.django_db
+def test_busy_time_is_what_holding_bookings_selects(hall, customer):
+    from django.utils import timezone
+
+    from bookings.models import Booking
+    from bookings.selectors import busy_intervals, holding_bookings
+    from tests.factories import ResourceFactory
+
+    now = timezone.now()
+    other = ResourceFactory()
+
+    def book(resource, start, end, status="confirmed", hold=None):
+        return Booking.objects.create(
+            resource=resource, customer=customer, starts_at=start, ends_at=end, status=status,
+            payment_kind="deposit", amount_total=40, amount_due=12, currency="EUR", hold_expires_at=hold,
+        )  # fmt: skip
+
+    book(hall, local(3, 9), local(3, 10))  # confirmed
+    book(hall, local(3, 10), local(3, 11), "pending_payment", now + timedelta(minutes=5))  # a live hold
+    book(hall, local(3, 11), local(3, 12), "pending_payment", now - timedelta(minutes=1))  # past its deadline
+    book(hall, local(3, 12), local(3, 13), "pending_payment")  # a hold without a deadline
+    book(hall, local(3, 12), local(3, 13), "cancelled")
+    book(hall, local(3, 13), local(3, 14), "expired")
+    book(hall, local(3, 13), local(3, 14), "completed")
+    book(other, local(3, 9), local(3, 10))
+    book(hall, local(2, 23), local(3, 1))  # from the day before, into the window
+    book(hall, local(4, 0), local(4, 1))  # touches the window's end: outside the half-open window
+    start, end = local(3, 0), local(4, 0)
+
+    busy = busy_intervals(resource_id=hall.pk, start=start, end=end, now=now)
+
+    expected = holding_bookings(resource_id=hall.pk, start=start, end=end, now=now).values_list(
+        "starts_at", "ends_at"
+    )
+    assert sorted(busy) == sorted(Interval(s, e) for s, e in expected)
+    assert sorted(b.start.astimezone(BERLIN).hour for b in busy) == [9, 10, 12, 23]
+
+
+# --- rate limits -----------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_availability_is_rate_limited_once_per_request_and_fails_open(
+    api_client, hall, customer, monkeypatch
+):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    reads: list[str] = []
+
+    class Counting:
+        def get(self, key, default=None):
+            reads.append(key)
+            return default
+
+        def set(self, key, value, timeout=None):
+            pass
+
+    class Down:
+        def get(self, key, default=None):
+            raise ConnectionError("redis is down")
+
+        set = get
+
+    day = local(1, 0).date().isoformat()
+    params = {"hall_id": hall.pk, "start_date": day, "end_date": day}
+    monkeypatch.setattr(SimpleRateThrottle, "cache", Counting())
+
+    assert api_client.get("/api/bookings/availability", params).status_code == 200
+    assert len(reads) == 1  # anonymous: by address, once
+    api_client.force_authenticate(customer)
+    assert api_client.get("/api/bookings/availability", params).status_code == 200
+    assert len(reads) == 2 and reads[1] != reads[0]  # signed in: by user, once
+
+    monkeypatch.setattr(SimpleRateThrottle, "cache", Down())
+    api_client.raise_request_exception = False
+    assert api_client.get("/api/bookings/availability", params).status_code == 200

@@ -1,6 +1,7 @@
 """booking_hold: what it validates (nothing held on bad input), what it creates, and its price."""
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as timezone_of
 from decimal import Decimal
 
 import pytest
@@ -205,3 +206,26 @@ def test_a_stale_hold_is_released_for_a_new_booking(hall, customer):
     stale.refresh_from_db()
     assert stale.status == "expired" and fresh.status == "pending_payment"
     assert OutboxEvent.objects.filter(type="booking.expired", aggregate_id=stale.public_id).exists()
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        (datetime(1, 1, 1, 0, 0), datetime(1, 1, 1, 2, 0), "start"),  # Berlin wall time before year 1 UTC
+        (datetime(9999, 12, 31, 20, 0, tzinfo=timezone_of(timedelta(hours=-10))), None, "start"),
+        (local(3, 10), datetime(9999, 12, 31, 23, 45, tzinfo=timezone_of(timedelta(hours=-10))), "end"),
+    ],
+)
+def test_times_at_the_calendars_ends_are_400s_not_overflow_errors(hall, customer, start, end, field):
+    end = end if end is not None else start + timedelta(hours=1)
+    with pytest.raises(InvalidInput) as refused:
+        hold(hall, customer, start, end)
+    assert field in refused.value.extra["fields"]
+
+
+def test_a_service_that_would_end_after_the_calendar_is_a_400(customer):
+    stylist = StaffResourceFactory()
+    service = ServiceFactory(resources=[stylist], duration_minutes=45)
+    with pytest.raises(InvalidInput) as refused:
+        hold(stylist, customer, datetime(9999, 12, 31, 23, 45, tzinfo=UTC), service_id=service.pk)
+    assert "start" in refused.value.extra["fields"]

@@ -12,7 +12,9 @@ from bookings.models import Booking, BookingAudit
 from bookings.transitions import BOOKING, PAYMENT_STATUS
 from core.errors import BusinessRuleViolation, TransitionNotAllowed
 from core.models import OutboxEvent
-from payments.models import Payment, Refund
+from payments.gateways.base import PaymentState, Status
+from payments.models import Payment, PaymentLedgerEntry, Refund
+from payments.services import payment_apply_state, payment_checkout_started, refund_request
 from tests.bookings.conftest import local
 
 pytestmark = pytest.mark.django_db
@@ -247,7 +249,7 @@ def test_customer_cancel_well_before_start_refunds_in_full(booking, customer, ce
     refund = Refund.objects.get(payment=result.payment)
     assert (refund.amount, refund.idempotency_key) == (
         Decimal("24.000"),
-        f"booking:{booking.public_id}:cancel",
+        f"booking:{booking.public_id}:{booking.payment.public_id}:refund",
     )
     assert OutboxEvent.objects.get(type="booking.cancelled").data["refund"] is True
     # The slot is free again.
@@ -377,3 +379,183 @@ def test_late_payment_for_a_time_that_has_begun_is_refunded(booking, celery_app_
     late = completed(Booking.objects.get(pk=booking.pk), late=True)
     assert (late.status, late.needs_attention) == ("expired", True)
     assert Refund.objects.filter(payment=late.payment).exists()
+
+
+# --- one payment, one charge ------------------------------------------------------------------
+def checkout_opened(booking: Booking) -> Booking:
+    """What the API does right after the hold: the gateway's checkout is open (payment pending)."""
+    payment_checkout_started(
+        payment_id=booking.payment_id,
+        reference=f"ref-{booking.pk}",
+        checkout_url="https://pay.example/x",
+        raw={},
+    )
+    return Booking.objects.select_related("payment").get(pk=booking.pk)
+
+
+def customer_pays_online(booking: Booking) -> Booking | None:
+    """The customer pays at the gateway: payments applies it, then bookings applies its event."""
+    payment = Payment.objects.get(pk=booking.payment_id)
+    payment = payment_apply_state(
+        payment_id=payment.pk,
+        state=PaymentState(
+            reference=payment.gateway_reference,
+            status=Status.SUCCEEDED,
+            amount=payment.amount,
+            currency=payment.currency,
+        ),
+        source=PaymentLedgerEntry.Source.VERIFY,
+    )
+    event = OutboxEvent.objects.filter(type="payment.completed", aggregate_id=payment.public_id).last()
+    assert event is not None, "payments published no payment.completed"
+    return services.booking_apply_payment_completed(
+        booking_public_id=booking.public_id,
+        payment_public_id=payment.public_id,
+        kind=event.data["kind"],
+        late=bool(event.data.get("late")),
+    )
+
+
+@pytest.fixture
+def full_hold(hall, customer):
+    booking = services.booking_hold(
+        customer_id=customer.pk,
+        resource_id=hall.pk,
+        starts_at=local(3, 10),
+        ends_at=local(3, 11),
+        payment_kind="full",
+    )
+    return checkout_opened(booking)
+
+
+@pytest.mark.parametrize("kind", ["full", "deposit"])
+def test_a_cash_confirm_closes_the_open_online_payment(hall, customer, staff, kind):
+    booking = services.booking_hold(
+        customer_id=customer.pk,
+        resource_id=hall.pk,
+        starts_at=local(3, 10),
+        ends_at=local(3, 11),
+        payment_kind=kind,
+    )
+    booking = checkout_opened(booking)
+    services.booking_confirm(booking_id=booking.pk, actor_id=staff.pk, paid_in_cash=True)
+
+    assert Payment.objects.get(pk=booking.payment_id).status == "expired"
+    # payments' payment.cancelled (reason expired) leaves the confirmed booking alone.
+    after = services.booking_apply_payment_cancelled(
+        booking_public_id=booking.public_id, payment_public_id=booking.payment.public_id, reason="expired"
+    )
+    assert (after.status, after.payment_status) == ("confirmed", "paid")
+
+
+def test_a_staff_confirm_without_cash_leaves_the_payment_open(booking, staff):
+    booking = checkout_opened(booking)
+    services.booking_confirm(booking_id=booking.pk, actor_id=staff.pk)
+    assert Payment.objects.get(pk=booking.payment_id).status == "pending"
+
+
+def test_an_online_payment_after_a_cash_confirm_is_refunded_and_flagged(
+    full_hold, staff, celery_app_without_worker
+):
+    services.booking_confirm(booking_id=full_hold.pk, actor_id=staff.pk, paid_in_cash=True)
+
+    result = customer_pays_online(full_hold)  # the gateway took it anyway (a late success)
+
+    assert (result.status, result.payment_status, result.needs_attention) == ("confirmed", "paid", True)
+    assert "already paid" in result.attention_note and "full refund requested" in result.attention_note
+    refund = Refund.objects.get(payment_id=full_hold.payment_id)
+    assert (refund.amount, refund.full, refund.status) == (Decimal("40.000"), True, "pending")
+    audit = BookingAudit.objects.filter(booking=full_hold).last()
+    assert audit.source == "payment" and "full refund requested" in audit.note
+
+
+def test_an_online_payment_racing_a_cash_confirm_is_refunded_and_flagged(
+    full_hold, staff, celery_app_without_worker
+):
+    succeed(full_hold)  # paid online, payment.completed not applied yet
+    services.booking_confirm(booking_id=full_hold.pk, actor_id=staff.pk, paid_in_cash=True)
+    assert Payment.objects.get(pk=full_hold.payment_id).status == "succeeded"  # nothing to close
+
+    result = completed(Booking.objects.get(pk=full_hold.pk))
+
+    assert (result.status, result.payment_status, result.needs_attention) == ("confirmed", "paid", True)
+    assert Refund.objects.get(payment_id=full_hold.payment_id).full
+
+
+def test_a_repeated_completion_after_an_unwanted_payment_changes_nothing(
+    full_hold, staff, celery_app_without_worker
+):
+    services.booking_confirm(booking_id=full_hold.pk, actor_id=staff.pk, paid_in_cash=True)
+    first = customer_pays_online(full_hold)
+    audits = BookingAudit.objects.filter(booking=full_hold).count()
+
+    again = completed(Booking.objects.get(pk=full_hold.pk), late=True)
+
+    assert again.attention_note == first.attention_note
+    assert BookingAudit.objects.filter(booking=full_hold).count() == audits
+    assert Refund.objects.filter(payment_id=full_hold.payment_id).count() == 1
+
+
+def test_a_repeated_deposit_completion_after_the_rest_was_paid_in_cash_is_not_refunded(booking, staff):
+    completed(booking)
+    services.booking_confirm(booking_id=booking.pk, actor_id=staff.pk, paid_in_cash=True)
+
+    again = completed(Booking.objects.get(pk=booking.pk))
+
+    assert (again.status, again.payment_status, again.needs_attention) == ("confirmed", "paid", False)
+    assert not Refund.objects.exists()
+
+
+def test_cancelling_a_hold_closes_its_open_payment(booking, customer):
+    booking = checkout_opened(booking)
+    services.booking_cancel(booking_id=booking.pk, actor_id=customer.pk)
+
+    assert Payment.objects.get(pk=booking.payment_id).status == "expired"
+    after = services.booking_apply_payment_cancelled(
+        booking_public_id=booking.public_id, payment_public_id=booking.payment.public_id, reason="expired"
+    )
+    assert after.status == "cancelled"
+    assert events_of(booking) == ["booking.created", "booking.cancelled"]
+
+
+def test_a_payment_made_after_cancelling_anyway_is_refunded(booking, customer, celery_app_without_worker):
+    booking = checkout_opened(booking)
+    services.booking_cancel(booking_id=booking.pk, actor_id=customer.pk)
+
+    result = customer_pays_online(booking)  # the gateway's page was still open
+
+    assert (result.status, result.needs_attention) == ("cancelled", True)
+    assert Refund.objects.get(payment_id=booking.payment_id).full
+
+
+# --- one refund per booking payment -----------------------------------------------------------
+def test_a_cancel_before_the_completion_is_applied_refunds_once_and_flags_nothing(
+    booking, customer, celery_app_without_worker
+):
+    succeed(booking)  # paid at the gateway; payment.completed still on its way
+    services.booking_cancel(booking_id=booking.pk, actor_id=customer.pk)
+    refund = Refund.objects.get(payment_id=booking.payment_id)
+
+    result = completed(Booking.objects.get(pk=booking.pk))
+
+    assert "refund refused" not in result.attention_note
+    assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
+    assert refund.idempotency_key == f"booking:{booking.public_id}:{booking.payment.public_id}:refund"
+    assert not result.needs_attention  # the money is already going back: nothing for staff to do
+    assert "already requested" in BookingAudit.objects.filter(booking=booking).last().note
+
+
+def test_an_unwanted_payment_already_refunded_elsewhere_is_not_flagged_for_a_refund_by_hand(
+    booking, customer, staff, celery_app_without_worker
+):
+    services.booking_cancel(booking_id=booking.pk, actor_id=customer.pk)
+    succeed(booking)
+    refund_request(
+        payment_id=booking.payment_id, amount=None, reason="by staff at the payments API",
+        idempotency_key="staff-1", requested_by_id=staff.pk,
+    )  # fmt: skip
+
+    result = completed(Booking.objects.get(pk=booking.pk), late=True)
+
+    assert "refund by hand" not in result.attention_note
+    assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
