@@ -23,7 +23,6 @@ from bookings.api.serializers import (
 from bookings.availability import STEP, DayAvailability
 from bookings.models import Booking, Resource, Service
 from bookings.selectors import availability_for, bookings_visible_to
-from core.api import FailOpenAnonRateThrottle, FailOpenUserRateThrottle
 from core.errors import BusinessRuleViolation, InvalidInput
 from core.idempotency import HEADER, idempotent
 from payments.services import payment_checkout_open
@@ -49,12 +48,11 @@ class ResourceListView(ListAPIView):
 class AvailabilityView(APIView):
     """GET /api/bookings/availability: free intervals and 15-minute start times per local day.
 
-    A public read that must keep answering without Redis: its rate limits fail open, and each
-    request is counted once, by address or by user (whatever the project's defaults are).
+    A public read that keeps answering without Redis: the project's rate limits fail open
+    and count each request once, by address or by user (core.api).
     """
 
     permission_classes = [AllowAny]
-    throttle_classes = [FailOpenAnonRateThrottle, FailOpenUserRateThrottle]
 
     @extend_schema(
         parameters=[AvailabilityQuerySerializer],
