@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import User
+from bookings.models import Resource
 from orders.models import Product
 
 pytestmark = pytest.mark.django_db
@@ -21,3 +22,6 @@ def test_load_demo_is_idempotent(monkeypatch):
     assert Product.objects.count() == 3
     assert Product.objects.get(slug="beech-train").variants.count() == 2
     assert "demo catalogue:     3 products" in out.getvalue()
+    assert Resource.objects.count() == 2
+    assert Resource.objects.get(slug="studio-a").opening_hours.count() == 7
+    assert Resource.objects.get(slug="anna").services.get().duration_minutes == 45
