@@ -21,6 +21,7 @@ from bookings.models import (
     Service,
     minutes_of_day,
 )
+from core.admin import ReadOnlyInline
 from core.errors import ApplicationError
 
 
@@ -76,10 +77,8 @@ class ServiceAdmin(admin.ModelAdmin):
     filter_horizontal = ["resources"]
 
 
-class AuditInline(admin.TabularInline):
+class AuditInline(ReadOnlyInline):
     model = BookingAudit
-    extra = 0
-    can_delete = False
     fields = [
         "at",
         "source",
@@ -91,12 +90,6 @@ class AuditInline(admin.TabularInline):
         "note",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Booking)

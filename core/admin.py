@@ -6,6 +6,20 @@ from core.events.relay import outbox_lag_seconds
 from core.models import DeadLetter, Heartbeat, OutboxEvent, ProcessedEvent
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown with their parent (a ledger, an audit trail): staff look, they do not edit."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows written only by the system: staff look, they do not edit."""
 

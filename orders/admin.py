@@ -12,6 +12,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from core.admin import ReadOnlyInline
 from core.errors import ApplicationError
 from core.models import OutboxEvent
 from orders import services
@@ -170,17 +171,6 @@ class ProductAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         catalogue_changed(product_ids=list(queryset.values_list("pk", flat=True)), reason="deleted")
         super().delete_queryset(request, queryset)
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class LineInline(ReadOnlyInline):

@@ -4,22 +4,11 @@ import uuid
 
 from django.contrib import admin, messages
 
+from core.admin import ReadOnlyInline
 from core.errors import ApplicationError
 from payments import services
 from payments.models import FlaggedPayment, Payment, PaymentLedgerEntry, Refund, WebhookEvent
 from payments.tasks import refund_execute
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class LedgerInline(ReadOnlyInline):
