@@ -1,6 +1,7 @@
 """Database helpers the ORM lacks."""
 
 import time
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection, models
@@ -14,18 +15,41 @@ def insert_unless_exists(model: type[models.Model], values: dict[str, Any], *, c
     one. Values are prepared by their model fields, as the ORM would (UUIDs, JSON, datetimes
     on PostgreSQL and SQLite alike). A concurrent insert of the same key waits for the other
     transaction: if it commits, this one finds the row.
+
+    On PostgreSQL the statement goes through a plain psycopg cursor, which binds parameters
+    on the server, instead of Django's cursor, which merges them into the SQL text on the
+    client: this runs once per webhook and once per subscriber delivery, and that saves a
+    third of its CPU (docs/benchmarks.md). Errors are still Django's (OperationalError,
+    IntegrityError, ...), and the connection is still marked for a health check after one;
+    what is lost is Django's query logging and execute_wrappers for this one statement.
     """
     meta = model._meta
     fields = [meta.get_field(name) for name in values]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608 - names from the model
-            f"VALUES ({', '.join(['%s'] * len(params))}) ON CONFLICT {conflict} DO NOTHING RETURNING 1",
-            params,
-        )
-        return cursor.fetchone() is not None
+    sql = _insert_sql(model, tuple(values), conflict, connection.vendor)
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount == 1
+    import psycopg
+
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount == 1
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(model: type[models.Model], names: tuple[str, ...], conflict: str, vendor: str) -> str:
+    meta = model._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(meta.get_field(name).column) for name in names)
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 - names from the model
+        f"VALUES ({', '.join(['%s'] * len(names))}) ON CONFLICT {conflict} DO NOTHING"
+    )
 
 
 # Django's CONN_HEALTH_CHECKS costs a SELECT 1 round trip at the start of every request or task

@@ -1,5 +1,5 @@
 import django_filters
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -8,7 +8,6 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import NotFound, Unavailable
 from core.idempotency import HEADER, idempotent, key_digest
 from payments import services, tasks
 from payments.api.serializers import (
@@ -167,22 +166,37 @@ class WebhookView(APIView):
     Authenticated by the gateway's own scheme (signature, token or checksum), stored, and
     answered 2xx once stored; a task then verifies it with the gateway's API. A bad signature
     gets 400 and is kept for staff, with nothing applied.
+
+    Gateways are machines posting a signed body, so none of DRF's request handling applies
+    (content negotiation, parsers, authentication, permissions, throttles): `dispatch` goes
+    straight to `post` with Django's request, which saves about a fifth of the CPU of the
+    busiest endpoint (docs/benchmarks.md, "Webhooks"). DRF still documents it. Errors keep
+    the API's shape: {"code", "message", "extra"}.
     """
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
     throttle_classes: list = []
 
+    def dispatch(self, request, *args, **kwargs):
+        if request.method != "POST":
+            response = _error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+            response["Allow"] = "POST"
+            return response
+        return self.post(request, **kwargs)
+
     @extend_schema(request=None, responses={200: OpenApiResponse(description="stored"), 400: None})
     def post(self, request, gateway: str):
         if gateway not in GATEWAY_CLASSES:
-            raise NotFound(f"No gateway named {gateway}.")
+            return _error(404, "not_found", f"No gateway named {gateway}.")
         try:
             client = gateway_for(gateway)
         except ValueError as exc:  # e.g. no secret configured: nothing could be authenticated
-            raise Unavailable(
-                f"The {gateway} gateway is not configured: {exc}", code="gateway_not_configured"
-            ) from exc
+            return _error(503, "gateway_not_configured", f"The {gateway} gateway is not configured: {exc}")
         headers = dict(request.headers.items())
         status_code, reply = webhook_receive(gateway=client, headers=headers, body=request.body)
         return HttpResponse(reply.body, status=status_code, content_type=reply.content_type)
+
+
+def _error(status_code: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"code": code, "message": message, "extra": {}}, status=status_code)

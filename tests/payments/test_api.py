@@ -212,3 +212,29 @@ def test_in_production_the_sandbox_takes_no_money(settings, client):
     assert refused.status_code == 400
     assert "gateway" in refused.json()["extra"]["fields"]
     assert page.status_code == 404
+
+
+def test_a_webhook_for_an_unknown_gateway_is_a_404_in_the_api_shape():
+    response = Client().post("/api/payments/webhook/nopay", b"{}", content_type="application/json")
+
+    assert response.status_code == 404
+    assert response.json() == {"code": "not_found", "message": "No gateway named nopay.", "extra": {}}
+
+
+def test_the_webhook_endpoint_takes_only_post():
+    response = Client().get("/api/payments/webhook/sandbox")
+
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    assert response.json()["code"] == "method_not_allowed"
+
+
+@override_settings(PAYMENT_GATEWAYS={"paystack": {"secret_key": ""}})
+def test_a_webhook_for_a_gateway_without_credentials_is_a_503_and_stores_nothing():
+    from payments.models import WebhookEvent
+
+    response = Client().post("/api/payments/webhook/paystack", b"{}", content_type="application/json")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "gateway_not_configured"
+    assert not WebhookEvent.objects.exists()
