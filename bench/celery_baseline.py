@@ -8,7 +8,7 @@ so absolute figures taken minutes apart are not comparable, ratios within one ru
 
 What runs
   The project's Celery app (`config.celery.app`) with every project setting as it stands:
-  JSON, late acks, prefetch multiplier 1, publisher confirms, the worker's task events,
+  JSON, late acks, prefetch multiplier 1, publisher confirms, no task events (Flower turns them on),
   Django JSON logging at LOG_LEVEL (INFO unless --log-level). Settings default to
   config.settings.test (the local RabbitMQ); --broker overrides the broker URL for this
   process and the worker (CELERY_BROKER_URL).
@@ -16,7 +16,8 @@ What runs
   `config.celery.work_queue` (durable, dead-lettered to `dlx`, with its `bench.dlq`); both
   are purged before the run and after it.
   The worker is a real subprocess, `celery -A bench.tasks worker --pool prefork
-  --concurrency 2 -Q bench` (plus --without-gossip --without-mingle so other workers on the
+  --concurrency 4 -Q bench` (4: production's WORKER_CONCURRENCY default, which the
+  environment variable changes here too; plus --without-gossip --without-mingle so other workers on the
   shared broker, e.g. pytest's, do not talk to it), in its own process group; it is ready
   once it answers `app.control.ping`. Whatever happens (error, timeout, Ctrl-C, SIGTERM) it
   is stopped: SIGTERM (warm shutdown), then SIGKILL to its whole process group.
@@ -33,12 +34,11 @@ The two figures
 Completion detection: a sentinel task, FIFO behind the N no-ops
   After the N no-ops the bench publishes one `bench.sentinel` task to the same queue. A
   single queue with a single consumer delivers in order, and with late acks and a prefetch
-  window of 2 (concurrency 2 x multiplier 1) the sentinel can only be delivered once all
-  but at most one of the no-ops have been acknowledged, i.e. executed (a larger prefetch
-  setting would widen that to prefetch - 1). When it runs, it
+  window of 4 (concurrency 4 x multiplier 1) the sentinel can only be delivered once all
+  but at most three of the no-ops have been acknowledged, i.e. executed. When it runs, it
   publishes one message to an exclusive reply queue the bench is consuming; its arrival
-  stops the clock. The residual error is at most one no-op still running in the other
-  child, i.e. microseconds. Passive queue_declare is used as a check, not as the signal:
+  stops the clock. The residual error is at most three no-ops still running in the other
+  children, i.e. microseconds. Passive queue_declare is used as a check, not as the signal:
   the ready count must be exactly N+1 before the drain (publishes are confirmed, so it is
   exact) and 0 after it; it is also the progress figure reported on a timeout.
   Rejected: counting the worker's task-succeeded events (the project enables task events)
@@ -79,7 +79,7 @@ from bench.process import STOP_GRACE_SECONDS, BackgroundProcess, BenchError  # n
 DEFAULT_TASKS = 10_000
 DEFAULT_DRAIN_TIMEOUT = 300.0
 DEFAULT_READY_TIMEOUT = 60.0
-CONCURRENCY = 2
+CONCURRENCY = int(os.environ.get("WORKER_CONCURRENCY", "4"))  # as the Procfile's worker
 
 
 class DeadlineExceeded(BenchError):
@@ -201,7 +201,7 @@ def measure_baseline(
     ready_timeout: float = DEFAULT_READY_TIMEOUT,
     log_level: str | None = None,
 ) -> dict:
-    """Drain `tasks` no-op tasks through RabbitMQ with a real prefork worker (concurrency 2).
+    """Drain `tasks` no-op tasks through RabbitMQ with a real prefork worker (CONCURRENCY processes).
 
     Returns {"bench": "celery_baseline", "tasks", "publish_per_s", "drain_per_s", "seconds"
     (the drain), "publish_seconds", "broker", "rabbitmq", "celery"}. The worker it starts is

@@ -7,8 +7,8 @@ kind of worker) measured first, in the same invocation.
 
 What runs: config.settings.bench (the test services on localhost, a database of its own,
 `fulfil_bench`, created and migrated if missing, and production's connection reuse), a real
-worker subprocess, prefork with 2 processes, consuming `events` (the relay) and `default`
-(the subscriber). One subscriber, bench.stock_low, listens to `stock.low`.
+worker subprocess, prefork with as many processes as the baseline's (production's
+WORKER_CONCURRENCY default, 4), consuming `events` (the relay) and `default` (the subscriber). One subscriber, bench.stock_low, listens to `stock.low`.
 
 Two figures:
   drain: N events are committed (in transactions of --per-commit events) while the worker
@@ -16,7 +16,7 @@ Two figures:
     subscriber effects (ProcessedEvent rows) are committed. Relay + exchange + subscriber
     task + effect: the backbone alone, comparable with the baseline's drain.
   live: N more events are committed by --publishers threads while the worker runs; the
-    clock runs from the first commit to the last effect (publishing shares the 2 cores).
+    clock runs from the first commit to the last effect (publishing shares the machine's cores).
 Completion: a COUNT of the subscriber's ProcessedEvent rows, polled every 0.1 s.
 """
 
