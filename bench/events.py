@@ -8,7 +8,8 @@ kind of worker) measured first, in the same invocation.
 What runs: config.settings.bench (the test services on localhost, a database of its own,
 `fulfil_bench`, created and migrated if missing, and production's connection reuse), a real
 worker subprocess, prefork with as many processes as the baseline's (production's
-WORKER_CONCURRENCY default, 4), consuming `events` (the relay) and `default` (the subscriber). One subscriber, bench.stock_low, listens to `stock.low`.
+WORKER_CONCURRENCY default, 4), consuming `events` (the relay) and `default` (the
+subscriber). One subscriber, bench.stock_low, listens to `stock.low`.
 
 Two figures:
   drain: N events are committed (in transactions of --per-commit events) while the worker
