@@ -170,7 +170,7 @@ class WebhookView(APIView):
     Gateways are machines posting a signed body, so none of DRF's request handling applies
     (content negotiation, parsers, authentication, permissions, throttles): `dispatch` goes
     straight to `post` with Django's request, which saves about a fifth of the CPU of the
-    busiest endpoint (docs/benchmarks.md, "Webhooks"). DRF still documents it. Errors keep
+    busiest endpoint (docs/benchmarks.md, "Webhook ingestion"). DRF still documents it. Errors keep
     the API's shape: {"code", "message", "extra"}.
     """
 
