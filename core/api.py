@@ -26,9 +26,7 @@ def _first_message(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response(
-            {"code": exc.code, "message": exc.message, "extra": exc.extra}, status=exc.status_code
-        )
+        return Response(exc.body, status=exc.status_code)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

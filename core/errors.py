@@ -18,6 +18,11 @@ class ApplicationError(Exception):
         self.extra = extra or {}
         super().__init__(self.message)
 
+    @property
+    def body(self) -> dict[str, Any]:
+        """What the API answers: {"code", "message", "extra"}."""
+        return {"code": self.code, "message": self.message, "extra": self.extra}
+
 
 class InvalidInput(ApplicationError):
     status_code = 400

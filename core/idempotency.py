@@ -73,9 +73,7 @@ def idempotent(
     try:
         response = handler(record)
     except ApplicationError as exc:  # a refusal is an answer too: the retry gets the same one
-        response = Response(
-            {"code": exc.code, "message": exc.message, "extra": exc.extra}, status=exc.status_code
-        )
+        response = Response(exc.body, status=exc.status_code)
     if response.status_code < 500:
         IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).update(
             response_status=response.status_code, response_body=response.data

@@ -8,6 +8,7 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import ApplicationError, NotFound, Unavailable
 from core.idempotency import HEADER, idempotent, key_digest
 from payments import services, tasks
 from payments.api.serializers import (
@@ -180,23 +181,23 @@ class WebhookView(APIView):
 
     def dispatch(self, request, *args, **kwargs):
         if request.method != "POST":
-            response = _error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
-            response["Allow"] = "POST"
-            return response
-        return self.post(request, **kwargs)
+            refused = ApplicationError(f'Method "{request.method}" not allowed.', code="method_not_allowed")
+            return JsonResponse(refused.body, status=405, headers={"Allow": "POST"})
+        try:
+            return self.post(request, **kwargs)
+        except ApplicationError as exc:
+            return JsonResponse(exc.body, status=exc.status_code)
 
     @extend_schema(request=None, responses={200: OpenApiResponse(description="stored"), 400: None})
     def post(self, request, gateway: str):
         if gateway not in GATEWAY_CLASSES:
-            return _error(404, "not_found", f"No gateway named {gateway}.")
+            raise NotFound(f"No gateway named {gateway}.")
         try:
             client = gateway_for(gateway)
         except ValueError as exc:  # e.g. no secret configured: nothing could be authenticated
-            return _error(503, "gateway_not_configured", f"The {gateway} gateway is not configured: {exc}")
+            raise Unavailable(
+                f"The {gateway} gateway is not configured: {exc}", code="gateway_not_configured"
+            ) from exc
         headers = dict(request.headers.items())
         status_code, reply = webhook_receive(gateway=client, headers=headers, body=request.body)
         return HttpResponse(reply.body, status=status_code, content_type=reply.content_type)
-
-
-def _error(status_code: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"code": code, "message": message, "extra": {}}, status=status_code)
