@@ -25,10 +25,8 @@ def insert_unless_exists(model: type[models.Model], values: dict[str, Any], *, c
     marked for a health check after one; what is lost is Django's query logging and
     execute_wrappers for this one statement.
     """
-    meta = model._meta
-    fields = [meta.get_field(name) for name in values]
+    sql, fields = _insert_statement(model, tuple(values), conflict, connection.vendor)
     params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
-    sql = _insert_sql(model, tuple(values), conflict, connection.vendor)
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -42,15 +40,19 @@ def insert_unless_exists(model: type[models.Model], values: dict[str, Any], *, c
 
 
 @lru_cache(maxsize=64)
-def _insert_sql(model: type[models.Model], names: tuple[str, ...], conflict: str, vendor: str) -> str:
-    """The statement, built once per model, columns, conflict target and database vendor (quoting)."""
+def _insert_statement(
+    model: type[models.Model], names: tuple[str, ...], conflict: str, vendor: str
+) -> tuple[str, list[models.Field]]:
+    """The statement and its fields, once per model, columns, conflict target and vendor (quoting)."""
     meta = model._meta
+    fields = [meta.get_field(name) for name in names]
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(meta.get_field(name).column) for name in names)
-    return (
+    columns = ", ".join(quote(f.column) for f in fields)
+    sql = (
         f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 - names from the model
         f"VALUES ({', '.join(['%s'] * len(names))}) ON CONFLICT {conflict} DO NOTHING"
     )
+    return sql, fields
 
 
 # Django's CONN_HEALTH_CHECKS costs a SELECT 1 round trip at the start of every request or task
