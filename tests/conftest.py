@@ -68,6 +68,19 @@ def _fresh_redis():
     client.close()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_webhook_kick_window():
+    """No webhook dispatch kick left over from the previous test.
+
+    payments.webhooks sends at most one delayed kick a second per process; a kick sent in the
+    previous test went to that test's worker and database, so without this a webhook stored
+    within the same second would wait for beat's sweep (ten minutes).
+    """
+    from payments import webhooks
+
+    webhooks._next_kick_at = 0.0
+
+
 @pytest.fixture
 def finished_tasks():
     """Task id -> return value of every task the in-process worker finished during the test."""
