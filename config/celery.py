@@ -1,11 +1,8 @@
 """The Celery app: JSON only, late acks, durable queues each with a dead-letter queue.
 
-Queue topology (RabbitMQ):
-  queue <name>            bound to direct exchange <name> with key <name>;
-                          x-dead-letter-exchange=dlx, x-dead-letter-routing-key=<name>
-  queue <name>.dlq        bound to direct exchange dlx with key <name>
-A task that fails for good (its retries spent) is rejected without requeue
-(task_acks_on_failure_or_timeout=False), so RabbitMQ moves it to <name>.dlq.
+The queue topology (work queues, their dead-letter queues, the `dlx` exchange) is declared
+in core/queues.py. A task that fails for good (its retries spent) is rejected without
+requeue (task_acks_on_failure_or_timeout=False), so RabbitMQ moves it to <name>.dlq.
 
 With no CELERY_BROKER_URL the embedded default is kombu's filesystem transport: real
 worker and beat processes, messages in files under var/broker (no dead-lettering there).
@@ -14,30 +11,20 @@ worker and beat processes, messages in files under var/broker (no dead-lettering
 import os
 
 from celery import Celery, signals
-from kombu import Exchange, Queue
+
+from core.queues import DEAD_LETTER_EXCHANGE, QUEUE_NAMES, dead_letter_queue, declare_topology, work_queue
+
+# The topology's names stay importable from here (bench/ and tests use config.celery).
+__all__ = [
+    "DEAD_LETTER_EXCHANGE",
+    "QUEUE_NAMES",
+    "app",
+    "dead_letter_queue",
+    "declare_topology",
+    "work_queue",
+]
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
-
-QUEUE_NAMES = ("default", "payments", "orders", "bookings", "notifications", "events")
-DEAD_LETTER_EXCHANGE = Exchange("dlx", type="direct", durable=True)
-
-
-def work_queue(name: str) -> Queue:
-    return Queue(
-        name,
-        Exchange(name, type="direct", durable=True),
-        routing_key=name,
-        durable=True,
-        queue_arguments={
-            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
-            "x-dead-letter-routing-key": name,
-        },
-    )
-
-
-def dead_letter_queue(name: str) -> Queue:
-    return Queue(f"{name}.dlq", DEAD_LETTER_EXCHANGE, routing_key=name, durable=True)
-
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -89,17 +76,6 @@ def _use_django_logging(**kwargs) -> None:
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
-
-
-def declare_topology() -> None:
-    """Declare every work queue, its dead-letter queue and the exchanges (idempotent)."""
-    if app.conf.broker_url.startswith("filesystem"):
-        return
-    with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        for name in QUEUE_NAMES:
-            work_queue(name)(channel).declare()
-            dead_letter_queue(name)(channel).declare()
 
 
 @signals.worker_init.connect

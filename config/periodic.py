@@ -1,4 +1,4 @@
-"""The project's periodic tasks, declared in code.
+"""The project's periodic tasks, declared in code (settings.PERIODIC_TASKS names this list).
 
 `manage.py setup_periodic_tasks` installs them into django-celery-beat's tables: it creates
 what is missing and never overwrites a schedule staff have changed in the admin (use
@@ -6,23 +6,9 @@ what is missing and never overwrites a schedule staff have changed in the admin 
 before its next run, so a late or doubled tick does no harm.
 """
 
-from dataclasses import dataclass, field
-
 from django.conf import settings
 
-
-@dataclass(frozen=True)
-class PeriodicTaskSpec:
-    name: str
-    task: str
-    every_seconds: int
-    args: list = field(default_factory=list)
-    description: str = ""
-
-    @property
-    def expires_seconds(self) -> int:
-        return max(1, int(self.every_seconds * 0.9))
-
+from core.periodic import PeriodicTaskSpec
 
 PERIODIC_TASKS: list[PeriodicTaskSpec] = [
     PeriodicTaskSpec(

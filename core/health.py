@@ -3,12 +3,11 @@
 import logging
 import uuid
 
+from celery import current_app
 from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
-
-from config.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 2
@@ -20,7 +19,7 @@ def check_database() -> None:
 
 
 def check_broker() -> None:
-    with celery_app.connection_for_read() as conn:
+    with current_app.connection_for_read() as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, timeout=CHECK_TIMEOUT_SECONDS)
 
 

@@ -249,6 +249,8 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
 # told to reuse it: reconnecting per task costs more than most tasks. Closed every N tasks.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
 RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", default="")
+# The periodic tasks `manage.py setup_periodic_tasks` installs (core.periodic.PeriodicTaskSpec).
+PERIODIC_TASKS = "config.periodic.PERIODIC_TASKS"
 
 # --- Event backbone (core.events; see docs/events.md) ---------------------------------
 EVENTS_EXCHANGE = env("EVENTS_EXCHANGE", default="fulfil.events")  # durable topic exchange

@@ -1,22 +1,17 @@
 """publish(): write an event into the outbox, inside the caller's transaction."""
 
 import json
-import logging
 import uuid
 from typing import Any
 
-from django.conf import settings
-from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
+from core.events.tasks import relay_kick
 from core.events.types import EVENT_TYPES
 from core.logging import request_id_var
 from core.models import OutboxEvent
-
-logger = logging.getLogger(__name__)
-KICK_KEY = "events:relay:kicked"
 
 
 class EventError(Exception):
@@ -61,21 +56,3 @@ def publish(event_type: str, data: dict[str, Any], *, aggregate_id: str | None =
     if not any(func is relay_kick for _, func, _ in db.run_on_commit):
         transaction.on_commit(relay_kick, robust=True)  # one kick per transaction
     return event
-
-
-def relay_kick() -> None:
-    """Ask a worker to run the relay now; the commits of a burst share one kick.
-
-    Never raises: with the broker or the cache down, the beat sweep delivers the event.
-    """
-    try:
-        if not cache.add(KICK_KEY, 1, timeout=settings.EVENTS_KICK_DEDUP_SECONDS):
-            return
-    except Exception:  # noqa: BLE001 - no cache: kick anyway, the relay is idempotent
-        logger.warning("cache unavailable; kicking the event relay without de-duplication")
-    from core.events.tasks import relay
-
-    try:
-        relay.apply_async(retry=False)
-    except Exception:
-        logger.warning("could not kick the event relay; the beat sweep will deliver", exc_info=True)

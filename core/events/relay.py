@@ -1,5 +1,8 @@
 """The relay: outbox rows -> the events exchange and one Celery task per matching subscriber.
 
+A subscriber matches an event when one of its patterns matches the type and the data meet
+its `when`, if it has one.
+
 One batch at a time (a PostgreSQL advisory lock serialises relays, so rows reach the broker
 in `seq` order and per-aggregate order holds), rows claimed with FOR UPDATE SKIP LOCKED,
 published on one confirming channel, and marked published in the same transaction only
@@ -13,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from celery import current_app
 from celery.signals import worker_process_shutdown
 from django.conf import settings
 from django.core.cache import cache
@@ -22,11 +26,11 @@ from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
 
-from config.celery import QUEUE_NAMES, app, dead_letter_queue, work_queue
 from core.events.registry import subscribers_for
 from core.events.sinks import BrokerUnavailable, ConfirmingPublisher, events_exchange, load_sink
 from core.logging import REQUEST_ID_HEADER
 from core.models import OutboxEvent
+from core.queues import QUEUE_NAMES, dead_letter_queue, work_queue
 
 logger = logging.getLogger(__name__)
 
@@ -169,17 +173,20 @@ def relay_batch(*, batch_size: int) -> int:
 def _publish_rows(rows: list[OutboxEvent]) -> None:
     """Send each row's envelope to the sink and to its subscribers; return once all are confirmed.
 
-    Subscriber tasks are built with Celery's own message format and published on the relay's
-    confirming channel (apply_async would cost twice as much per message and wait for a
-    confirm each time).
+    A subscriber gets a task only if the row's data meet its `when`. Subscriber tasks are
+    built with Celery's own message format and published on the relay's confirming channel
+    (apply_async would cost twice as much per message and wait for a confirm each time).
     """
     publisher = _get_publisher()
     sink = load_sink(publisher)
+    as_task = current_app.amqp.as_task_v2
     for row in rows:
         envelope = row.envelope
         sink.publish(envelope)
         for sub in subscribers_for(row.type):
-            headers, properties, body, _ = app.amqp.as_task_v2(
+            if sub.when and not sub.accepts(row.data):
+                continue
+            headers, properties, body, _ = as_task(
                 sub.task_id(envelope["id"]),
                 sub.task.name,
                 args=[envelope],

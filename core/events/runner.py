@@ -5,12 +5,12 @@ import traceback as tb
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from celery import Task
+from celery import Task, current_app
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from config.celery import app
 from core.db import insert_unless_exists
+from core.events.event import Event
 from core.models import DeadLetter, ProcessedEvent
 
 if TYPE_CHECKING:
@@ -88,9 +88,10 @@ class SubscriberTask(Task):
 
 def make_subscriber_task(sub: "Subscriber") -> Task:
     def run(self, envelope: dict[str, Any], replay: bool = False) -> str:
-        from core.events.registry import Event
-
         event = Event.from_envelope(envelope)
+        if not replay and not sub.accepts(event.data):
+            # Published before the subscriber had its `when` (a deploy in between): not for it.
+            return "not for this subscriber"
         with transaction.atomic():
             outcome = "processed"
             if claim_processing(event_id=envelope["id"], subscriber=sub.name):
@@ -103,7 +104,7 @@ def make_subscriber_task(sub: "Subscriber") -> Task:
                 ).update(resolved_at=timezone.now())
         return outcome
 
-    return app.task(
+    return current_app.task(
         run,
         name=f"events.{sub.name}",
         base=SubscriberTask,

@@ -1,4 +1,4 @@
-"""Celery adapters of the event backbone (queue `events`).
+"""Celery adapters of the event backbone (queue `events`), and the kick that sends the relay.
 
 These are housekeeping: a failure is logged and the next kick or sweep tries again, so they
 acknowledge failures instead of filling the dead-letter queue.
@@ -10,11 +10,11 @@ from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 
-from core.events import maintenance
-from core.events.outbox import KICK_KEY, relay_kick
+from core.events.maintenance import events_prune
 from core.events.relay import outbox_lag_seconds, relay_run
 
 logger = logging.getLogger(__name__)
+KICK_KEY = "events:relay:kicked"
 
 
 @shared_task(name="core.events.relay", acks_late=True, acks_on_failure_or_timeout=True)
@@ -41,4 +41,21 @@ def sweep() -> None:
 
 @shared_task(name="core.events.prune", acks_late=True, acks_on_failure_or_timeout=True)
 def prune() -> None:
-    maintenance.events_prune()
+    events_prune()
+
+
+def relay_kick() -> None:
+    """Ask a worker to run the relay now; the commits of a burst share one kick.
+
+    publish() schedules it on commit. Never raises: with the broker or the cache down, the
+    beat sweep delivers the event.
+    """
+    try:
+        if not cache.add(KICK_KEY, 1, timeout=settings.EVENTS_KICK_DEDUP_SECONDS):
+            return
+    except Exception:  # noqa: BLE001 - no cache: kick anyway, the relay is idempotent
+        logger.warning("cache unavailable; kicking the event relay without de-duplication")
+    try:
+        relay.apply_async(retry=False)
+    except Exception:
+        logger.warning("could not kick the event relay; the beat sweep will deliver", exc_info=True)

@@ -1,92 +1,17 @@
-"""HTTP for gateways: bounded timeouts, retries of transient failures, errors as GatewayError."""
+"""The gateways' HTTP client: core.http.HTTPClient, failing with GatewayError."""
 
-import logging
-import time
-from collections.abc import Mapping
-from typing import Any
-
-import requests
-
+from core.http import HTTPClient
 from payments.gateways.base import GatewayError
 
-logger = logging.getLogger(__name__)
 
-TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-DEFAULT_TIMEOUT = (3.05, 15.0)  # connect, read: seconds
+class GatewayHTTP(HTTPClient):
+    """Timeouts and retries of core.http.HTTPClient; what still fails raises GatewayError.
 
-
-class GatewayHTTP:
-    """One provider's API: a requests session, its timeouts, and a retry policy.
-
-    A call marked `retry_safe` (a GET, or a POST the provider de-duplicates by an
-    idempotency key) is tried up to 1 + `retries` times on a timeout, a dropped connection
-    or a 408/425/429/5xx answer, waiting `backoff`, 2 x `backoff`, ... between tries. Any
-    other call is tried once. Whatever still fails raises GatewayError(transient=True);
-    other 4xx answers are returned for the gateway to interpret.
+    Gateways and the payment services that call them handle GatewayError (transient or not),
+    so the client raises it directly rather than every gateway translating core's HTTPError.
     """
 
-    def __init__(
-        self,
-        name: str,
-        base_url: str,
-        *,
-        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-        retries: int = 2,
-        backoff: float = 0.5,
-        auth: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ):
-        self.name = name
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.session = requests.Session()
-        self.session.auth = auth
-        self.session.headers.update({"User-Agent": "fulfil-payments/1.0", **(headers or {})})
+    user_agent = "fulfil-payments/1.0"
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        retry_safe: bool,
-        json: Any = None,
-        data: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        url = f"{self.base_url}/{path.lstrip('/')}"
-        attempts = 1 + (self.retries if retry_safe else 0)
-        for attempt in range(1, attempts + 1):
-            try:
-                response = self.session.request(
-                    method, url, json=json, data=data, params=params, headers=headers, timeout=self.timeout
-                )
-            except (requests.Timeout, requests.ConnectionError) as exc:
-                error = GatewayError(f"{self.name}: {type(exc).__name__} on {method} {path}", transient=True)
-            else:
-                if response.status_code not in TRANSIENT_STATUSES:
-                    return response
-                error = GatewayError(
-                    f"{self.name}: HTTP {response.status_code} on {method} {path}",
-                    transient=True,
-                    status=response.status_code,
-                )
-            logger.warning(
-                "gateway call failed",
-                extra={"gateway": self.name, "path": path, "attempt": attempt, "error": str(error)},
-            )
-            if attempt < attempts:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-        raise error
-
-    def json(self, response: requests.Response) -> Any:
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise GatewayError(
-                f"{self.name}: answer is not JSON (HTTP {response.status_code})",
-                transient=response.status_code >= 500,
-                status=response.status_code,
-            ) from exc
+    def error(self, message: str, *, transient: bool, status: int | None = None) -> GatewayError:
+        return GatewayError(message, transient=transient, status=status)

@@ -37,6 +37,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+from core.http import DEFAULT_TIMEOUT
 from core.money import MoneyError, from_minor, to_minor
 from payments.gateways.base import (
     CheckoutRequest,
@@ -50,7 +51,7 @@ from payments.gateways.base import (
     WebhookAuthError,
     WebhookNotice,
 )
-from payments.gateways.http import DEFAULT_TIMEOUT, GatewayHTTP
+from payments.gateways.http import GatewayHTTP
 
 BASE_URL = "https://api.paystack.co"
 SIGNATURE_HEADER = "x-paystack-signature"

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl
 
 from django.conf import settings
 
+from core.http import DEFAULT_TIMEOUT
 from core.money import MoneyError, from_minor, to_minor
 from payments.gateways.base import (
     CheckoutRequest,
@@ -49,7 +50,7 @@ from payments.gateways.base import (
     WebhookNotice,
     WebhookReply,
 )
-from payments.gateways.http import DEFAULT_TIMEOUT, GatewayHTTP
+from payments.gateways.http import GatewayHTTP
 
 PRODUCTION_URL = "https://securepayments.sberbank.ru/payment/rest"
 TEST_URL = "https://3dsec.sberbank.ru/payment/rest"

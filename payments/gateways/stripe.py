@@ -31,6 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from core.http import DEFAULT_TIMEOUT
 from core.money import from_minor, to_minor
 from payments.gateways.base import (
     CheckoutRequest,
@@ -44,7 +45,7 @@ from payments.gateways.base import (
     WebhookAuthError,
     WebhookNotice,
 )
-from payments.gateways.http import DEFAULT_TIMEOUT, GatewayHTTP
+from payments.gateways.http import GatewayHTTP
 
 API_VERSION = "2024-06-20"  # needs >= 2022-11-15 for PaymentIntent.latest_charge
 SIGNATURE_TOLERANCE = 300  # seconds, Stripe's documented default

@@ -24,6 +24,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from core.http import DEFAULT_TIMEOUT
 from core.money import from_minor, to_minor
 from payments.gateways.base import (
     CheckoutRequest,
@@ -38,7 +39,7 @@ from payments.gateways.base import (
     WebhookNotice,
     WebhookReply,
 )
-from payments.gateways.http import DEFAULT_TIMEOUT, GatewayHTTP
+from payments.gateways.http import GatewayHTTP
 
 PRODUCTION_URL = "https://securepay.tinkoff.ru/v2"
 TEST_URL = "https://rest-api-test.tinkoff.ru/v2"

@@ -41,6 +41,7 @@ from urllib.parse import quote
 
 import requests
 
+from core.http import DEFAULT_TIMEOUT
 from core.money import quantize
 from payments.gateways.base import (
     CheckoutRequest,
@@ -55,7 +56,7 @@ from payments.gateways.base import (
     WebhookNotice,
     WebhookReply,
 )
-from payments.gateways.http import DEFAULT_TIMEOUT, GatewayHTTP
+from payments.gateways.http import GatewayHTTP
 
 BASE_URL = "https://api.yookassa.ru/v3"
 PAYMENT_DESCRIPTION_LIMIT = 128  # characters YooKassa accepts in a payment's description

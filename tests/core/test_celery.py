@@ -7,9 +7,10 @@ import uuid
 import pytest
 from kombu import Queue
 
-from config.celery import QUEUE_NAMES, app, dead_letter_queue
+from config.celery import app
 from core.logging import request_id_var
 from core.models import Heartbeat
+from core.queues import QUEUE_NAMES, dead_letter_queue
 from core.tasks import heartbeat
 from tests.conftest import wait_for
 from tests.core.tasks import always_transient, record_request_id

@@ -64,3 +64,16 @@ def poison(event: events.Event) -> None:
     if not _redis().get("poison:fixed"):
         raise TransientError("downstream still unavailable")
     _record(event, "poison")
+
+
+# Narrowed by the event's data (`when=`): the relay enqueues them only for the events they take.
+@events.subscriber("product.updated", queue="default", name="tests.restock_audit", when={"reason": "stock"})
+def restock_audit(event: events.Event) -> None:
+    _record(event, "restock_audit")
+
+
+@events.subscriber(
+    "product.updated", queue="default", name="tests.catalogue_change", when={"reason": ("edited", "category")}
+)
+def catalogue_change(event: events.Event) -> None:
+    _record(event, "catalogue_change")

@@ -3,10 +3,9 @@ from importlib import import_module
 
 from django.apps import apps
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.module_loading import module_has_submodule
-
-from accounts.models import User
 
 
 class Command(BaseCommand):
@@ -22,6 +21,7 @@ class Command(BaseCommand):
         password = os.environ.get("DEMO_STAFF_PASSWORD", "")
         if not password:
             raise CommandError("Set DEMO_STAFF_PASSWORD (make run writes one into .env).")
+        User = get_user_model()
         staff = User.objects.filter(email=email).first() or User.objects.create_superuser(email=email)
         staff.is_staff = staff.is_superuser = True
         staff.set_password(password)

@@ -4,18 +4,21 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from config.periodic import PERIODIC_TASKS
+from core.periodic import periodic_tasks
 
 
 class Command(BaseCommand):
-    help = "Install the periodic tasks declared in config/periodic.py (idempotent; keeps staff edits)."
+    help = (
+        "Install the periodic tasks declared in settings.PERIODIC_TASKS (config/periodic.py); "
+        "idempotent, keeps staff edits."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--reset", action="store_true", help="Put the declared schedules back.")
 
     @transaction.atomic
     def handle(self, *args, reset: bool = False, **options):
-        for spec in PERIODIC_TASKS:
+        for spec in periodic_tasks():
             interval, _ = IntervalSchedule.objects.get_or_create(
                 every=spec.every_seconds, period=IntervalSchedule.SECONDS
             )
