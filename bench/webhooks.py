@@ -61,6 +61,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -260,18 +261,16 @@ def bench_payment() -> Any:
 
     from payments import services
     from payments.models import Payment
+    from payments.purposes import Payable
 
     User = get_user_model()
     user = User.objects.filter(email=BENCH_USER).first() or User.objects.create_user(BENCH_USER)
     payment = Payment.objects.filter(customer=user, gateway="sandbox").exclude(gateway_reference="").first()
     if payment is None:
+        # Below payments' policy: the bench pays for no real item (the purpose is not registered).
+        item = Payable(item_id="bench-webhooks", customer_id=user.pk, amount=Decimal("25.00"), currency="USD")
         payment = services.payment_create(
-            customer_id=user.pk,
-            amount="25.00",
-            currency="USD",
-            purpose="order",
-            purpose_ids=["bench-webhooks"],
-            gateway="sandbox",
+            customer_id=user.pk, purpose="bench", items=[item], gateway="sandbox"
         )
         payment = services.payment_start_checkout(
             payment_id=payment.pk,

@@ -1,55 +1,72 @@
 """What bookings do when payments report: confirm, record a failure, release, cancel on refund.
 
-Each subscriber's effect commits with its processed-event row (core.events), so a
-redelivered event changes nothing twice. Only events of payments made for a booking count.
+Each subscriber declares `when={"purpose": "booking"}`: the relay enqueues it only for
+payments of bookings. Each subscriber's effect commits with its processed-event row
+(core.events), so a redelivered event changes nothing twice.
 """
 
+from decimal import Decimal
+
 from bookings import services
+from bookings.purposes import PURPOSE
 from core import events
+from payments.policy import event_allocations
+
+FOR_BOOKINGS = {"purpose": PURPOSE}
 
 
-def _ours(event: events.Event) -> bool:
-    return event.data.get("purpose") == "booking" and bool(event.data.get("purpose_id"))
+def _bookings_paid_by(event: events.Event) -> list[str]:
+    return [allocation["purpose_id"] for allocation in event_allocations(event.data, PURPOSE)]
 
 
-@events.subscriber("payment.completed", queue="bookings", name="bookings.payment_completed")
+@events.subscriber(
+    "payment.completed", queue="bookings", name="bookings.payment_completed", when=FOR_BOOKINGS
+)
 def booking_on_payment_completed(event: events.Event) -> None:
-    if _ours(event):
+    for booking_id in _bookings_paid_by(event):
         services.booking_apply_payment_completed(
-            booking_public_id=event.data["purpose_id"],
+            booking_public_id=booking_id,
             payment_public_id=event.data["payment_id"],
-            kind=event.data.get("kind", "full"),
             late=bool(event.data.get("late")),
         )
 
 
-@events.subscriber("payment.failed", queue="bookings", name="bookings.payment_failed")
+@events.subscriber("payment.failed", queue="bookings", name="bookings.payment_failed", when=FOR_BOOKINGS)
 def booking_on_payment_failed(event: events.Event) -> None:
-    if _ours(event):
+    for booking_id in _bookings_paid_by(event):
         services.booking_apply_payment_failed(
-            booking_public_id=event.data["purpose_id"],
+            booking_public_id=booking_id,
             payment_public_id=event.data["payment_id"],
             error=event.data.get("error") or "",
         )
 
 
-@events.subscriber("payment.cancelled", queue="bookings", name="bookings.payment_cancelled")
+@events.subscriber(
+    "payment.cancelled", queue="bookings", name="bookings.payment_cancelled", when=FOR_BOOKINGS
+)
 def booking_on_payment_cancelled(event: events.Event) -> None:
-    if _ours(event):
+    reason = event.data.get("reason") or "cancelled"
+    if reason == "gateway_refused":
+        reason = "refused by the gateway"
+    for booking_id in _bookings_paid_by(event):
         services.booking_apply_payment_cancelled(
-            booking_public_id=event.data["purpose_id"],
-            payment_public_id=event.data["payment_id"],
-            reason=event.data.get("reason") or "cancelled",
+            booking_public_id=booking_id, payment_public_id=event.data["payment_id"], reason=reason
         )
 
 
-@events.subscriber("payment.refunded", queue="bookings", name="bookings.payment_refunded")
+@events.subscriber("payment.refunded", queue="bookings", name="bookings.payment_refunded", when=FOR_BOOKINGS)
 def booking_on_payment_refunded(event: events.Event) -> None:
-    if _ours(event):
+    refunded_now = {a["purpose_id"]: a["amount"] for a in event.data.get("refund_allocations", ())}
+    for allocation in event_allocations(event.data, PURPOSE):
+        booking_id = allocation["purpose_id"]
+        full = bool(event.data.get("full"))
+        if "refunded_amount" in allocation:
+            full = Decimal(allocation["refunded_amount"]) == Decimal(allocation["amount"])
         services.booking_apply_payment_refunded(
-            booking_public_id=event.data["purpose_id"],
+            booking_public_id=booking_id,
             payment_public_id=event.data["payment_id"],
-            full=bool(event.data.get("full")),
-            amount=str(event.data.get("amount", "")),
+            full=full,
+            amount=str(refunded_now.get(booking_id, event.data.get("amount", ""))),
             refund_id=event.data.get("refund_id", ""),
+            refused=allocation.get("outcome") == "refused",
         )

@@ -2,8 +2,9 @@
 orders.transitions, writes an audit row and publishes an order.* event.
 
 Locks are taken in one order everywhere: cart, then order, then variants (by primary key),
-then the payment (payments.services), so concurrent checkouts, payments and expiries cannot
-deadlock.
+then the payment (payments.policy), so concurrent checkouts, payments and expiries cannot
+deadlock. How an order's payment is opened, closed and refunded is payments' policy
+(payments.policy); orders decides only what the order does.
 """
 
 from datetime import timedelta
@@ -19,12 +20,10 @@ from core.errors import BusinessRuleViolation, InvalidInput, NotFound
 from core.money import quantize
 from orders import stock
 from orders.models import Cart, CartItem, Order, OrderAudit, OrderLine, Variant
+from orders.purposes import PURPOSE
 from orders.transitions import ORDER
-from payments import services as payments
-from payments.models import Payment
-
-OPEN_PAYMENT = (Payment.Status.CREATED, Payment.Status.PENDING)
-
+from payments import policy
+from payments.policy import Completion
 
 # --- Cart ----------------------------------------------------------------------------------
 
@@ -147,16 +146,10 @@ def _move(order: Order, target: str, *, actor: str, note: str = "", fields: tupl
     _audit(order, actor=actor, note=note, from_status=source, to_status=target)
 
 
-def _new_payment(order: Order, *, gateway: str | None) -> Payment:
-    minutes_left = (order.deadline - timezone.now()).total_seconds() / 60
-    return payments.payment_create(
-        customer_id=order.customer_id,
-        amount=order.total,
-        currency=order.currency,
-        purpose=Payment.Purpose.ORDER,
-        purpose_ids=[order.number],
-        gateway=payments.payment_gateway_choose(gateway),
-        deadline_minutes=max(1, int(minutes_left + 0.999)),
+def _new_payment(order: Order, *, gateway: str | None):
+    """The order's payment, opened by payments' policy (priced from the order; due by its deadline)."""
+    return policy.payment_open(
+        customer_id=order.customer_id, purpose=PURPOSE, item_ids=[order.number], gateway=gateway
     )
 
 
@@ -164,7 +157,8 @@ def order_checkout(*, customer_id: int, gateway: str | None = None) -> Order:
     """Turn the customer's cart into an order awaiting payment, its stock held, its payment created.
 
     Everything commits together or not at all: a shortfall (`out_of_stock`) reserves nothing.
-    The payment's checkout is opened afterwards (payment_checkout_open: a network call).
+    The payment's checkout is opened afterwards (payments.services.payment_checkout_open: a
+    network call).
     """
     with transaction.atomic():
         cart = _cart_locked(customer_id)
@@ -215,7 +209,7 @@ def order_payment_renew(*, order_id: int, gateway: str | None = None) -> Order:
             raise BusinessRuleViolation(
                 "The order's payment window has closed.", code="payment_window_closed"
             )
-        if order.payment and order.payment.status in OPEN_PAYMENT:
+        if order.payment_id and policy.payment_is_open(payment_id=order.payment_id):
             return order
         order.payment = _new_payment(order, gateway=gateway)
         order.payment_error = ""
@@ -229,18 +223,14 @@ def _lines(order: Order) -> dict[int, int]:
 
 
 def _close_payment(order: Order) -> None:
-    """An order that will not be paid expires its open payment (a late success is then flagged)."""
-    if order.payment_id and order.payment.status in OPEN_PAYMENT:
-        payments.payment_expire(payment_id=order.payment_id)
+    """An order that will not be paid closes its open payment (a late success is then refunded)."""
+    if order.payment_id:
+        policy.payment_close(payment_id=order.payment_id)
 
 
 def _payment_received(order: Order) -> bool:
     """The order's payment succeeded and its payment.completed is on its way (locks the payment)."""
-    return bool(order.payment_id) and (
-        Payment.objects.select_for_update()
-        .filter(pk=order.payment_id, status=Payment.Status.SUCCEEDED)
-        .exists()
-    )
+    return policy.payment_received(payment_id=order.payment_id)
 
 
 def order_cancel(*, order_id: int, actor: str, reason: str = "") -> Order:
@@ -288,19 +278,6 @@ def order_expire_overdue() -> int:
     return count
 
 
-def order_payment_refused(*, order_id: int, error: str) -> None:
-    """The gateway refused to open the checkout: close that payment and keep the error, so that
-    the customer can pay the order again (perhaps at another gateway) until its deadline."""
-    with transaction.atomic():
-        order = Order.objects.select_for_update(of=("self",)).select_related("payment").get(pk=order_id)
-        if order.status != Order.Status.PENDING_PAYMENT:
-            return
-        _close_payment(order)
-        order.payment_error = error[:2000]
-        order.save(update_fields=["payment_error", "updated_at"])
-        _audit(order, actor="gateway", note=f"checkout refused: {order.payment_error}")
-
-
 def _release(order: Order) -> None:
     if order.stock_state == Order.Stock.RESERVED:
         stock.stock_release(_lines(order))
@@ -332,85 +309,83 @@ def _order_for_payment(number: str | None) -> Order | None:
 
 
 def order_payment_completed(*, order_number: str, payment_id: str) -> Order | None:
-    """payment.completed: the order is paid, once. A payment that comes too late is never
-    silently accepted: the order is flagged for staff, its stock held again if it is still
-    there, else the payment refunded."""
+    """payment.completed: the order is paid, once (the payment's allocation to the order records
+    what the order did with the money, so a repeated completion changes nothing).
+
+    Money the order cannot take (it is paid already, cancelled, gone, or the payment does not
+    match it) is refunded through payments' policy and the order flagged for staff. A payment
+    for an expired order whose stock is still there holds the stock again for staff to accept
+    or refund.
+    """
     with transaction.atomic():
         order = _order_for_payment(order_number)
+        completion = policy.completion_claim(payment_id=payment_id, purpose=PURPOSE, item_id=order_number)
+        if completion is None:
+            return order  # repeated, or not a payment for this order
         if order is None:
+            policy.completion_refuse(completion, reason=f"order {order_number} no longer exists")
             return None
-        payment = Payment.objects.select_for_update().get(public_id=payment_id)
         actor = f"payment {payment_id}"
-        if order.payment_id == payment.pk and order.status in (Order.Status.PAID, Order.Status.FULFILLED):
-            return order  # repeated
-        problem = _payment_mismatch(order, payment)
-        if problem and payment.status == Payment.Status.SUCCEEDED:
-            _refund_unwanted(order, payment, note=f"{problem}: refunded")
-        elif problem:
-            _flag(order, f"Payment {payment_id}: {problem}; not applied.", actor=actor)
+        problem = _payment_mismatch(order, completion)
+        if problem:
+            _refund_unwanted(order, completion, note=f"{problem}: refunded")
         elif order.status == Order.Status.PENDING_PAYMENT:
-            if order.payment_id != payment.pk:  # an earlier attempt succeeded after all: it pays
+            if order.payment_id != completion.payment_pk:  # an earlier attempt succeeded after all: it pays
                 _close_payment(order)  # and the newer attempt is closed
-                order.payment = payment
+                order.payment_id = completion.payment_pk
             stock.stock_sell(_lines(order))
             order.stock_state = Order.Stock.SOLD
             order.payment_error = ""
             _move(order, Order.Status.PAID, actor=actor, fields=("payment", "stock_state", "payment_error"))
+            policy.completion_accept(completion)
             events.publish("order.paid", _event(order))
         elif order.status in (Order.Status.PAID, Order.Status.FULFILLED, Order.Status.REFUNDED):
-            _refund_unwanted(order, payment, note="a second payment for an order already paid: refunded")
+            _refund_unwanted(order, completion, note="a second payment for an order already paid: refunded")
         else:  # cancelled or expired
-            _late_payment(order, payment)
+            _late_payment(order, completion)
     return order
 
 
-def _payment_mismatch(order: Order, payment: Payment) -> str:
+def _payment_mismatch(order: Order, completion: Completion) -> str:
     """Why this payment cannot pay this order ("" if it can)."""
-    if payment.status != Payment.Status.SUCCEEDED:
-        return f"the payment is {payment.status} by now"
-    if payment.customer_id != order.customer_id:
+    if not completion.succeeded:
+        return "the payment is refunded by now"
+    if completion.customer_id != order.customer_id:
         return "the payment was made by another customer"
-    if payment.currency != order.currency or quantize(payment.amount, payment.currency) != quantize(
-        order.total, order.currency
-    ):
-        return f"the payment is {payment.amount} {payment.currency}, the order {order.total} {order.currency}"
+    total = quantize(order.total, order.currency)
+    if completion.currency != order.currency or completion.amount != total:
+        return f"the payment is {completion.amount} {completion.currency}, the order {total} {order.currency}"
     return ""
 
 
-def _late_payment(order: Order, payment: Payment) -> None:
+def _late_payment(order: Order, completion: Completion) -> None:
     if order.status == Order.Status.CANCELLED:
-        _refund_unwanted(order, payment, note="paid after it was cancelled: refunded")
+        _refund_unwanted(order, completion, note="paid after it was cancelled: refunded")
         return
     if order.stock_state == Order.Stock.RESERVED:  # another late payment already holds the stock
-        _refund_unwanted(order, payment, note="a second late payment: refunded")
+        _refund_unwanted(order, completion, note="a second late payment: refunded")
         return
     try:
         stock.stock_reserve(_lines(order))
     except BusinessRuleViolation as exc:
         _refund_unwanted(
-            order, payment, note=f"paid after it expired; the stock is gone ({exc.message}) refunded"
+            order, completion, note=f"paid after it expired; the stock is gone ({exc.message}) refunded"
         )
         return
     order.stock_state = Order.Stock.RESERVED
-    order.payment = payment  # the one staff accept or refund
-    _flag(
-        order,
-        f"Paid after it expired (payment {payment.public_id}). The stock is held again: "
-        "accept the late payment to sell it, or refund it.",
-        actor=f"payment {payment.public_id}",
-        fields=("stock_state", "payment"),
+    order.payment_id = completion.payment_pk  # the one staff accept or refund
+    note = (
+        f"Paid after it expired (payment {completion.payment_id}). The stock is held again: "
+        "accept the late payment to sell it, or refund it."
     )
+    policy.completion_hold(completion, reason=f"order {order.number}: {note}")
+    _flag(order, note, actor=f"payment {completion.payment_id}", fields=("stock_state", "payment"))
 
 
-def _refund_unwanted(order: Order, payment: Payment, *, note: str) -> None:
-    payments.refund_request(
-        payment_id=payment.pk,
-        amount=None,
-        reason=f"order {order.number}: {note}",
-        idempotency_key=f"order:{order.number}:{payment.public_id}",
-        requested_by_id=None,
-    )
-    _flag(order, f"Payment {payment.public_id}: {note}", actor=f"payment {payment.public_id}")
+def _refund_unwanted(order: Order, completion: Completion, *, note: str) -> None:
+    outcome = policy.completion_refuse(completion, reason=f"order {order.number}: {note}")
+    text = note if outcome.requested and not outcome.flagged else f"{note} ({outcome.note})"
+    _flag(order, f"Payment {completion.payment_id}: {text}", actor=f"payment {completion.payment_id}")
 
 
 def _flag(order: Order, note: str, *, actor: str, fields: tuple[str, ...] = ()) -> None:
@@ -428,8 +403,8 @@ def order_accept_late_payment(*, order_id: int, actor: str) -> Order:
             order.needs_attention
             and order.status == Order.Status.EXPIRED
             and order.stock_state == Order.Stock.RESERVED
-            and order.payment
-            and order.payment.status == Payment.Status.SUCCEEDED
+            and policy.payment_received(payment_id=order.payment_id)
+            and policy.held_accept(payment_id=order.payment_id, purpose=PURPOSE, item_id=order.number)
         ):
             raise BusinessRuleViolation(
                 "Only an expired order whose late payment succeeded and whose stock is held can be accepted.",
@@ -453,10 +428,17 @@ def order_refund_late_payment(*, order_id: int, actor: str) -> Order:
     """Staff: refund the late payment of an expired order and give its held stock back."""
     with transaction.atomic():
         order = Order.objects.select_for_update(of=("self",)).select_related("payment").get(pk=order_id)
-        if not (order.needs_attention and order.status == Order.Status.EXPIRED and order.payment):
+        if not (order.needs_attention and order.status == Order.Status.EXPIRED and order.payment_id):
             raise BusinessRuleViolation("This order has no late payment to refund.", code="no_late_payment")
         _release(order)
-        _refund_unwanted(order, order.payment, note=f"late payment refunded by {actor}")
+        note = f"late payment refunded by {actor}"
+        outcome = policy.held_refuse(
+            payment_id=order.payment_id,
+            purpose=PURPOSE,
+            item_id=order.number,
+            reason=f"order {order.number}: {note}",
+        )
+        _flag(order, f"Payment {order.payment.public_id}: {note} ({outcome.note})", actor=actor)
     return order
 
 
@@ -482,6 +464,22 @@ def order_payment_failed(*, order_number: str, payment_id: str, error: str) -> O
         order.payment_error = error or "the payment failed"
         order.save(update_fields=["payment_error", "updated_at"])
         _audit(order, actor=f"payment {payment_id}", note=f"payment failed: {order.payment_error}")
+    return order
+
+
+def order_payment_cancelled(*, order_number: str, payment_id: str, reason: str, error: str) -> Order | None:
+    """payment.cancelled of the order's current payment (the gateway refused its checkout, or it
+    expired unpaid): keep why; the order stays payable with a new payment until its deadline."""
+    with transaction.atomic():
+        order = _order_for_payment(order_number)
+        if order is None or order.status != Order.Status.PENDING_PAYMENT:
+            return order  # closed by the order itself (cancel, expiry), or paid meanwhile
+        if not order.payment_id or order.payment.public_id != payment_id:
+            return order  # an older attempt
+        what = "checkout refused" if reason == "gateway_refused" else f"payment {reason or 'cancelled'}"
+        order.payment_error = f"{what}: {error}"[:2000] if error else what
+        order.save(update_fields=["payment_error", "updated_at"])
+        _audit(order, actor=f"payment {payment_id}", note=order.payment_error)
     return order
 
 

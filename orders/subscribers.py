@@ -1,41 +1,68 @@
-"""What orders do when payments report: paid, failed, refunded. Only payments for orders."""
+"""What orders do when payments report: paid, failed, cancelled, refunded.
+
+Each subscriber declares `when={"purpose": "order"}`: the relay enqueues it only for
+payments of orders, so events of other purposes never reach this queue. A payment may pay
+several orders (one allocation each); each is handled in the subscriber's transaction.
+"""
+
+from decimal import Decimal
 
 from core import events
 from core.errors import TransientError
 from orders import services
 from orders.catalogue import cache_invalidate
+from orders.purposes import PURPOSE
+from payments.policy import event_allocations
+
+FOR_ORDERS = {"purpose": PURPOSE}
 
 
-def _for_orders(event: events.Event) -> bool:
-    return event.data.get("purpose") == "order"
+def _orders_paid_by(event: events.Event) -> list[dict]:
+    return event_allocations(event.data, PURPOSE)
 
 
-@events.subscriber("payment.completed", queue="orders", name="orders.on_payment_completed")
+@events.subscriber("payment.completed", queue="orders", name="orders.on_payment_completed", when=FOR_ORDERS)
 def order_on_payment_completed(event: events.Event) -> None:
-    if _for_orders(event):
+    for allocation in _orders_paid_by(event):
         services.order_payment_completed(
-            order_number=event.data["purpose_id"], payment_id=event.data["payment_id"]
+            order_number=allocation["purpose_id"], payment_id=event.data["payment_id"]
         )
 
 
-@events.subscriber("payment.failed", queue="orders", name="orders.on_payment_failed")
+@events.subscriber("payment.failed", queue="orders", name="orders.on_payment_failed", when=FOR_ORDERS)
 def order_on_payment_failed(event: events.Event) -> None:
-    if _for_orders(event):
+    for allocation in _orders_paid_by(event):
         services.order_payment_failed(
-            order_number=event.data["purpose_id"],
+            order_number=allocation["purpose_id"],
             payment_id=event.data["payment_id"],
             error=event.data.get("error", ""),
         )
 
 
-@events.subscriber("payment.refunded", queue="orders", name="orders.on_payment_refunded")
-def order_on_payment_refunded(event: events.Event) -> None:
-    if _for_orders(event):
-        services.order_payment_refunded(
-            order_number=event.data["purpose_id"],
+@events.subscriber("payment.cancelled", queue="orders", name="orders.on_payment_cancelled", when=FOR_ORDERS)
+def order_on_payment_cancelled(event: events.Event) -> None:
+    for allocation in _orders_paid_by(event):
+        services.order_payment_cancelled(
+            order_number=allocation["purpose_id"],
             payment_id=event.data["payment_id"],
-            full=bool(event.data.get("full")),
-            amount=str(event.data.get("amount", "")),
+            reason=event.data.get("reason") or "",
+            error=event.data.get("error") or "",
+        )
+
+
+@events.subscriber("payment.refunded", queue="orders", name="orders.on_payment_refunded", when=FOR_ORDERS)
+def order_on_payment_refunded(event: events.Event) -> None:
+    refunded_now = {a["purpose_id"]: a["amount"] for a in event.data.get("refund_allocations", ())}
+    for allocation in _orders_paid_by(event):
+        number = allocation["purpose_id"]
+        full = bool(event.data.get("full"))
+        if "refunded_amount" in allocation:
+            full = Decimal(allocation["refunded_amount"]) == Decimal(allocation["amount"])
+        services.order_payment_refunded(
+            order_number=number,
+            payment_id=event.data["payment_id"],
+            full=full,
+            amount=str(refunded_now.get(number, event.data.get("amount", ""))),
         )
 
 

@@ -7,8 +7,21 @@ from django.contrib import admin, messages
 from core.admin import ReadOnlyInline
 from core.errors import ApplicationError
 from payments import services
-from payments.models import FlaggedPayment, Payment, PaymentLedgerEntry, Refund, WebhookEvent
+from payments.models import (
+    FlaggedPayment,
+    Payment,
+    PaymentAllocation,
+    PaymentLedgerEntry,
+    Refund,
+    WebhookEvent,
+)
 from payments.tasks import refund_execute
+
+
+class AllocationInline(ReadOnlyInline):
+    model = PaymentAllocation
+    fields = ["purpose", "purpose_id", "amount", "refunded_amount", "outcome", "outcome_note", "settled_at"]
+    readonly_fields = fields
 
 
 class LedgerInline(ReadOnlyInline):
@@ -67,10 +80,10 @@ class PaymentAdmin(admin.ModelAdmin):
         "flagged_reason",
     ]
     list_filter = ["status", "gateway", "purpose", "kind", FlaggedFilter]
-    search_fields = ["public_id", "gateway_reference", "customer__email"]
+    search_fields = ["public_id", "gateway_reference", "customer__email", "allocations__purpose_id"]
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in Payment._meta.fields]
-    inlines = [LedgerInline, RefundInline, WebhookInline]
+    inlines = [AllocationInline, LedgerInline, RefundInline, WebhookInline]
     actions = ["refund_in_full"]
 
     def has_add_permission(self, request):

@@ -1,4 +1,9 @@
-"""Payments, their append-only ledger, refunds, and the raw webhook inbox.
+"""Payments, what they pay for (allocations), their append-only ledger, refunds, and the raw
+webhook inbox.
+
+Payments name no other app: an allocation says "this much of the payment is for item
+`purpose_id` of purpose `purpose`", where a purpose is whatever an app registered with
+payments.purposes (orders, bookings...).
 
 No side effects in save(): payments.services changes status along payments.transitions and
 publishes payment.* events in the same transaction.
@@ -34,11 +39,6 @@ class Payment(models.Model):
         PARTIALLY_REFUNDED = "partially_refunded"
         REFUNDED = "refunded"
 
-    class Purpose(models.TextChoices):
-        ORDER = "order"
-        BOOKING = "booking"
-        SUBSCRIPTION = "subscription"
-
     class Kind(models.TextChoices):
         FULL = "full"
         DEPOSIT = "deposit"
@@ -51,9 +51,8 @@ class Payment(models.Model):
     gateway_reference = models.CharField(max_length=100, blank=True, db_index=True)
     checkout_url = models.URLField(max_length=1000, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.CREATED, db_index=True)
-    purpose = models.CharField(max_length=20, choices=Purpose.choices)
-    # What it pays for: one id, or several subscriptions for a batch payment.
-    purpose_ids = models.JSONField(default=list)
+    # The registered purpose of every allocation of the payment (a payment pays items of one kind).
+    purpose = models.CharField(max_length=40, db_index=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FULL)
     deadline = models.DateTimeField(help_text="Unpaid after this, the payment expires.")
     refunded_amount = models.DecimalField(max_digits=14, decimal_places=3, default=0)
@@ -83,6 +82,44 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.amount} {self.currency} {self.status}"
+
+
+class PaymentAllocation(models.Model):
+    """The part of a payment that pays one item; the payment's amount is the sum of its parts.
+
+    `outcome` records, in data, what the item did with the money once the payment completed,
+    so that a repeated completion is recognised and changes nothing.
+    """
+
+    class Outcome(models.TextChoices):
+        OPEN = "open", "not settled yet"
+        ACCEPTED = "accepted", "the item took the money"
+        HELD = "held", "held for staff to accept or refund"
+        REFUSED = "refused", "the item could not take it: refunded"
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    purpose = models.CharField(max_length=40)
+    purpose_id = models.CharField(max_length=100)
+    amount = models.DecimalField(max_digits=14, decimal_places=3)
+    refunded_amount = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.OPEN)
+    outcome_note = models.TextField(blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(refunded_amount__gte=0) & Q(refunded_amount__lte=models.F("amount")),
+                name="allocation_refunds_within_amount",
+            ),
+            models.UniqueConstraint(fields=["payment", "purpose", "purpose_id"], name="allocation_item_once"),
+        ]
+        indexes = [models.Index(fields=["purpose", "purpose_id"], name="allocation_item")]
+
+    def __str__(self) -> str:
+        return f"{self.payment_id} {self.purpose} {self.purpose_id} {self.amount}"
 
 
 class PaymentLedgerEntry(models.Model):
@@ -141,6 +178,23 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.amount} {self.currency} {self.status}"
+
+
+class RefundShare(models.Model):
+    """The part of a refund that comes out of one allocation (set when the refund is reserved)."""
+
+    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, related_name="shares")
+    allocation = models.ForeignKey(PaymentAllocation, on_delete=models.PROTECT, related_name="refund_shares")
+    amount = models.DecimalField(max_digits=14, decimal_places=3)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_share_positive"),
+            models.UniqueConstraint(fields=["refund", "allocation"], name="refund_share_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.refund_id} {self.allocation_id} {self.amount}"
 
 
 class WebhookEvent(models.Model):

@@ -15,6 +15,15 @@ GATEWAY_CLASSES = {
 }
 
 
+def gateway_refusal(name: str) -> str:
+    """Why a new payment may not go through gateway `name` here ("" if it may)."""
+    if settings.PAYMENT_ENV == "mock" and name != "sandbox":
+        return "With PAYMENT_ENV=mock every payment goes through the sandbox."
+    if settings.PAYMENT_ENV == "production" and name == "sandbox":
+        return "The sandbox takes no real money: it is off in production."
+    return ""
+
+
 def gateway_for(name: str) -> PaymentGateway:
     if name not in GATEWAY_CLASSES:
         raise KeyError(f"unknown gateway {name!r}")

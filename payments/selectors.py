@@ -2,10 +2,26 @@
 
 from django.db.models import QuerySet
 
+from core.errors import InvalidInput
+from payments.errors import PaymentErrorCode
 from payments.models import Payment
 
 
 def payments_visible_to(user) -> QuerySet[Payment]:
     """Staff see every payment; a customer only their own."""
-    queryset = Payment.objects.select_related("customer").order_by("-created_at")
+    queryset = (
+        Payment.objects.select_related("customer").prefetch_related("allocations").order_by("-created_at")
+    )
     return queryset if user.is_staff else queryset.filter(customer=user)
+
+
+def allocation_of(payment: Payment, item_id: str) -> int:
+    """The id of the payment's allocation to `item_id`; a 400 naming the field if it pays no such item."""
+    allocation_id = payment.allocations.filter(purpose_id=item_id).values_list("pk", flat=True).first()
+    if allocation_id is None:
+        raise InvalidInput(
+            f"Payment {payment.public_id} pays for no item {item_id!r}.",
+            code=PaymentErrorCode.UNKNOWN_ALLOCATION,
+            extra={"fields": {"item_id": ["not paid by this payment"]}},
+        )
+    return allocation_id

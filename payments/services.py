@@ -5,8 +5,8 @@ Gateway calls happen outside these transactions (a slow provider must not hold r
 callers call the gateway, then hand its answer to payment_apply_state / refund_apply_result.
 """
 
-from datetime import timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from django.conf import settings
@@ -16,9 +16,11 @@ from django.utils import timezone
 
 from core import events
 from core.errors import BusinessRuleViolation, InvalidInput, Unavailable
-from core.money import MoneyError, quantize
+from core.money import MoneyError, exponent, quantize
+from payments.errors import PaymentErrorCode
 from payments.gateways.base import PaymentState, RefundResult, Status
-from payments.models import Payment, PaymentLedgerEntry, Refund
+from payments.models import Payment, PaymentAllocation, PaymentLedgerEntry, Refund, RefundShare
+from payments.purposes import Payable
 from payments.transitions import PAYMENT, REFUND
 
 EVENT_BY_STATUS = {
@@ -28,19 +30,39 @@ EVENT_BY_STATUS = {
 }
 
 
-def _event_data(payment: Payment, **extra: Any) -> dict[str, Any]:
-    return {
+def allocations_data(allocations: list[PaymentAllocation], currency: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "purpose": a.purpose,
+            "purpose_id": a.purpose_id,
+            "amount": quantize(a.amount, currency),
+            "refunded_amount": quantize(a.refunded_amount, currency),
+            "outcome": a.outcome,  # what the item did with the money: open, accepted, held, refused
+        }
+        for a in allocations
+    ]
+
+
+def _event_data(
+    payment: Payment, allocations: list[PaymentAllocation] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """payment.* data: what the payment pays for is in `allocations`; a one-item payment also
+    names it in `purpose_id`, as consumers of earlier versions expect."""
+    if allocations is None:
+        allocations = list(payment.allocations.all())
+    data = {
         "payment_id": payment.public_id,
         "purpose": payment.purpose,
-        "purpose_id": payment.purpose_ids[0] if payment.purpose_ids else None,
-        "purpose_ids": payment.purpose_ids,
         "customer_id": payment.customer_id,
         "amount": quantize(payment.amount, payment.currency),  # the column keeps 3 decimals for all
         "currency": payment.currency,
         "kind": payment.kind,
         "status": payment.status,
-        **extra,
+        "allocations": allocations_data(allocations, payment.currency),
     }
+    if len(allocations) == 1:
+        data["purpose_id"] = allocations[0].purpose_id
+    return data | extra
 
 
 def _ledger(payment: Payment, source: str, *, state: PaymentState | None = None, note: str = "", raw=None):
@@ -61,44 +83,59 @@ def _move(payment: Payment, target: str, *, fields: tuple[str, ...] = ()) -> Non
     payment.save(update_fields=["status", "updated_at", *fields])
 
 
+def payment_flag(payment: Payment, reason: str) -> None:
+    """Put the payment on the staff's mismatch list, keeping what it was flagged for before."""
+    if reason in payment.flagged_reason:
+        return
+    payment.flagged_reason = "\n".join(filter(None, [payment.flagged_reason, reason]))[:4000]
+    Payment.objects.filter(pk=payment.pk).update(
+        flagged_reason=payment.flagged_reason, updated_at=timezone.now()
+    )
+
+
 def payment_create(
     *,
     customer_id: int,
-    amount: Decimal | str,
-    currency: str,
     purpose: str,
-    purpose_ids: list[str],
+    items: list[Payable],
     gateway: str,
-    kind: str = Payment.Kind.FULL,
-    deadline_minutes: int | None = None,
+    deadline: datetime | None = None,
 ) -> Payment:
-    """A new payment in `created`, and payment.created. The checkout is started by the caller."""
+    """A new payment in `created` for `items` (priced by their purpose), and payment.created.
+
+    Its amount is the sum of the items' amounts; it expires at the earliest of the items'
+    deadlines, or after PAYMENT_DEADLINE_MINUTES. Callers go through payments.policy, which
+    prices and checks the items first. The checkout is started by the caller.
+    """
+    currency = items[0].currency
     try:
-        amount = quantize(amount, currency)
-    except MoneyError as exc:
+        amounts = [quantize(item.amount, currency) for item in items]
+    except MoneyError as exc:  # the item's app priced it wrongly
         raise InvalidInput(str(exc), extra={"fields": {"amount": [str(exc)]}}) from exc
-    if amount <= 0:
-        raise InvalidInput("The amount must be positive.", extra={"fields": {"amount": ["must be positive"]}})
-    if purpose not in Payment.Purpose.values:
-        raise InvalidInput(f"Unknown purpose {purpose!r}.", extra={"fields": {"purpose": ["unknown"]}})
-    if not purpose_ids or (purpose != Payment.Purpose.SUBSCRIPTION and len(purpose_ids) != 1):
+    if any(amount <= 0 for amount in amounts):
         raise InvalidInput(
-            "A payment is for one order or booking, or for one or more subscriptions.",
-            extra={"fields": {"purpose_ids": ["one id, or several subscriptions"]}},
+            "Every item's amount must be positive.", extra={"fields": {"amount": ["positive"]}}
         )
-    minutes = deadline_minutes or settings.PAYMENT_DEADLINE_MINUTES
+    deadlines = [item.deadline for item in items if item.deadline is not None]
+    if deadline is None:
+        deadline = min(
+            deadlines, default=timezone.now() + timedelta(minutes=settings.PAYMENT_DEADLINE_MINUTES)
+        )
     with transaction.atomic():
         payment = Payment.objects.create(
             customer_id=customer_id,
-            amount=amount,
+            amount=sum(amounts, Decimal(0)),
             currency=currency,
             purpose=purpose,
-            purpose_ids=[str(i) for i in purpose_ids],
             gateway=gateway,
-            kind=kind,
-            deadline=timezone.now() + timedelta(minutes=minutes),
+            kind=items[0].kind if len(items) == 1 else Payment.Kind.FULL,
+            deadline=deadline,
         )
-        events.publish("payment.created", _event_data(payment))
+        allocations = PaymentAllocation.objects.bulk_create(
+            PaymentAllocation(payment=payment, purpose=purpose, purpose_id=item.item_id, amount=amount)
+            for item, amount in zip(items, amounts, strict=True)
+        )
+        events.publish("payment.created", _event_data(payment, allocations))
     return payment
 
 
@@ -193,12 +230,14 @@ def refund_reserve(
     reason: str,
     idempotency_key: str,
     requested_by_id: int | None,
+    allocation_id: int | None = None,
 ) -> Refund:
     """Reserve a refund of `amount` (None: everything left) before asking the gateway.
 
-    The payment row is locked, so two concurrent refunds cannot together exceed what was
-    captured: pending refunds count against the refundable amount. The same idempotency key
-    returns the same refund.
+    The refund comes out of one allocation (`allocation_id`) or, by default, out of all of
+    them in proportion to what is left of each. The payment row is locked, so two concurrent
+    refunds cannot together exceed what was captured: pending refunds count against the
+    refundable amount. The same idempotency key returns the same refund.
     """
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
@@ -206,17 +245,24 @@ def refund_reserve(
         if existing:
             if existing.payment_id != payment.pk:
                 raise BusinessRuleViolation(
-                    "This idempotency key was used for another refund.", code="key_reused"
+                    "This idempotency key was used for another refund.", code=PaymentErrorCode.KEY_REUSED
                 )
             return existing
         if payment.status not in (Payment.Status.SUCCEEDED, Payment.Status.PARTIALLY_REFUNDED):
             raise BusinessRuleViolation(
-                f"Only a paid payment can be refunded; this one is {payment.status}.", code="not_refundable"
+                f"Only a paid payment can be refunded; this one is {payment.status}.",
+                code=PaymentErrorCode.NOT_REFUNDABLE,
             )
-        pending = Refund.objects.filter(payment=payment, status=Refund.Status.PENDING).aggregate(
-            s=Sum("amount")
-        )["s"]
-        left = quantize(payment.amount - payment.refunded_amount - (pending or 0), payment.currency)
+        room = refundable_by_allocation(payment)
+        if allocation_id is not None:
+            if allocation_id not in room:
+                raise InvalidInput(
+                    "The payment pays for no such item.",
+                    code=PaymentErrorCode.UNKNOWN_ALLOCATION,
+                    extra={"fields": {"item_id": ["not paid by this payment"]}},
+                )
+            room = {allocation_id: room[allocation_id]}
+        left = quantize(sum(room.values(), Decimal(0)), payment.currency)
         try:
             amount = left if amount is None else quantize(amount, payment.currency)
         except MoneyError as exc:
@@ -224,10 +270,10 @@ def refund_reserve(
         if amount <= 0 or amount > left:
             raise BusinessRuleViolation(
                 f"At most {left} {payment.currency} can be refunded.",
-                code="refund_too_large",
+                code=PaymentErrorCode.REFUND_TOO_LARGE,
                 extra={"refundable": str(left), "currency": payment.currency},
             )
-        return Refund.objects.create(
+        refund = Refund.objects.create(
             payment=payment,
             amount=amount,
             currency=payment.currency,
@@ -236,6 +282,40 @@ def refund_reserve(
             idempotency_key=idempotency_key,
             requested_by_id=requested_by_id,
         )
+        RefundShare.objects.bulk_create(
+            RefundShare(refund=refund, allocation_id=pk, amount=share)
+            for pk, share in _shares(amount, room, payment.currency).items()
+        )
+        return refund
+
+
+def refundable_by_allocation(payment: Payment) -> dict[int, Decimal]:
+    """What is left to refund of each allocation: its amount less what is refunded or pending."""
+    pending = dict(
+        RefundShare.objects.filter(refund__payment=payment, refund__status=Refund.Status.PENDING)
+        .values_list("allocation")
+        .annotate(s=Sum("amount"))
+    )
+    return {
+        a.pk: a.amount - a.refunded_amount - pending.get(a.pk, 0)
+        for a in PaymentAllocation.objects.filter(payment=payment).order_by("pk")
+    }
+
+
+def _shares(amount: Decimal, room: dict[int, Decimal], currency: str) -> dict[int, Decimal]:
+    """Split `amount` over the allocations in proportion to their room, in the currency's units,
+    never past any allocation's room (the remainder goes, unit by unit, where there is room)."""
+    total = sum(room.values(), Decimal(0))
+    unit = Decimal(1).scaleb(-exponent(currency))
+    shares = {pk: (amount * left / total).quantize(unit, rounding=ROUND_DOWN) for pk, left in room.items()}
+    rest = amount - sum(shares.values(), Decimal(0))
+    while rest > 0:
+        for pk, left in room.items():
+            if rest > 0 and shares[pk] < left:
+                step = min(unit, rest, left - shares[pk])
+                shares[pk] += step
+                rest -= step
+    return {pk: share for pk, share in shares.items() if share > 0}
 
 
 def refund_apply_result(*, refund_id: int, result: RefundResult | None, error: str = "") -> Refund:
@@ -254,6 +334,7 @@ def refund_apply_result(*, refund_id: int, result: RefundResult | None, error: s
                 PaymentLedgerEntry.Source.REFUND,
                 note=f"refund {refund.public_id} failed: {refund.error}",
             )
+            payment_flag(payment, f"refund {refund.public_id} failed: {refund.error}; refund by hand")
             return refund
         refund.gateway_refund_id = result.refund_reference
         if result.status == Status.PENDING:
@@ -264,6 +345,12 @@ def refund_apply_result(*, refund_id: int, result: RefundResult | None, error: s
         refund.save(update_fields=["status", "gateway_refund_id", "updated_at"])
         payment.refunded_amount += refund.amount
         full = payment.refunded_amount == payment.amount
+        allocations = {a.pk: a for a in PaymentAllocation.objects.filter(payment=payment).order_by("pk")}
+        shares = list(refund.shares.all())
+        for share in shares:
+            allocation = allocations[share.allocation_id]
+            allocation.refunded_amount += share.amount
+            allocation.save(update_fields=["refunded_amount"])
         _move(
             payment,
             Payment.Status.REFUNDED if full else Payment.Status.PARTIALLY_REFUNDED,
@@ -275,12 +362,23 @@ def refund_apply_result(*, refund_id: int, result: RefundResult | None, error: s
             note=f"refund {refund.public_id} succeeded",
             raw=result.raw,
         )
-        data = _event_data(payment, payment_amount=quantize(payment.amount, payment.currency))
+        data = _event_data(
+            payment, list(allocations.values()), payment_amount=quantize(payment.amount, payment.currency)
+        )
         data |= {
             "refund_id": refund.public_id,
             "amount": quantize(refund.amount, refund.currency),
             "reason": refund.reason,
             "full": full,
+            # What this refund took from each item; `allocations` says what each has had back in all.
+            "refund_allocations": [
+                {
+                    "purpose": allocations[share.allocation_id].purpose,
+                    "purpose_id": allocations[share.allocation_id].purpose_id,
+                    "amount": quantize(share.amount, refund.currency),
+                }
+                for share in shares
+            ],
         }
         events.publish("payment.refunded", data)
     return refund
@@ -372,8 +470,8 @@ def payment_checkout_open(
     """payment_start_checkout for an API request: a gateway failure becomes the caller's answer.
 
     A transient failure is a 503 (`gateway_unavailable`, not stored by an idempotent request,
-    so the client's retry opens the checkout of the same payment); a refusal is a 422
-    (`gateway_refused`).
+    so the client's retry opens the checkout of the same payment); a refusal cancels the
+    payment (payment.cancelled) and is a 422 (`gateway_refused`).
     """
     from payments.gateways.base import GatewayError
 
@@ -387,12 +485,29 @@ def payment_checkout_open(
     except GatewayError as exc:
         public_id = Payment.objects.values_list("public_id", flat=True).get(pk=payment_id)
         if exc.transient:
-            raise Unavailable(str(exc), code="gateway_unavailable", extra={"payment": public_id}) from exc
+            raise Unavailable(
+                str(exc), code=PaymentErrorCode.GATEWAY_UNAVAILABLE, extra={"payment": public_id}
+            ) from exc
+        payment_checkout_refused(payment_id=payment_id, error=str(exc))
         raise BusinessRuleViolation(
             f"The gateway refused the payment: {exc}",
-            code="gateway_refused",
+            code=PaymentErrorCode.GATEWAY_REFUSED,
             extra={"gateway_code": exc.code, "payment": public_id},
         ) from exc
+
+
+def payment_checkout_refused(*, payment_id: int, error: str) -> Payment:
+    """The gateway will not take this payment: it is cancelled (payment.cancelled with reason
+    "gateway_refused" and the error), so whatever it was for can be paid another way."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.status != Payment.Status.CREATED:
+            return payment  # the checkout was opened after all, or it is closed already
+        payment.last_error = error[:2000]
+        _move(payment, Payment.Status.CANCELLED, fields=("last_error",))
+        _ledger(payment, PaymentLedgerEntry.Source.CHECKOUT, note=f"checkout refused: {payment.last_error}")
+        events.publish("payment.cancelled", _event_data(payment, reason="gateway_refused", error=error))
+    return payment
 
 
 def refund_request(
@@ -402,6 +517,7 @@ def refund_request(
     reason: str,
     idempotency_key: str,
     requested_by_id: int | None,
+    allocation_id: int | None = None,
 ) -> Refund:
     """Reserve a refund (refund_reserve) and, once committed, have a task ask the gateway.
 
@@ -416,6 +532,7 @@ def refund_request(
             reason=reason,
             idempotency_key=idempotency_key,
             requested_by_id=requested_by_id,
+            allocation_id=allocation_id,
         )
         if refund.status == Refund.Status.PENDING and not refund.sent_at:
             refund_execute_task.delay_on_commit(refund.pk)

@@ -80,3 +80,17 @@ class ServiceFactory(factory.django.DjangoModelFactory):
     def resources(service, create, extracted, **kwargs):
         if create and extracted:
             service.resources.set(extracted)
+
+
+# --- payments (the test purpose "gadget") ----------------------------------------------------
+class GadgetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "testapp.Gadget"
+
+    class Params:
+        customer = factory.SubFactory(UserFactory)
+
+    code = factory.Sequence(lambda n: f"g-{n}")
+    customer_id = factory.LazyAttribute(lambda gadget: gadget.customer.pk)
+    price = "75.00"
+    currency = "USD"

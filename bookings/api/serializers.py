@@ -10,7 +10,7 @@ from rest_framework import serializers
 from bookings.models import Booking, OpeningHours, Resource, Service
 from core.errors import BusinessRuleViolation
 from core.money import MoneyError, exponent
-from payments.api.serializers import MoneyField
+from core.serializers import MoneyField
 
 ID_LIMITS = {"min_value": 1, "max_value": 2**63 - 1}  # a bigint primary key
 

@@ -24,7 +24,7 @@ from bookings.api.serializers import (
 from bookings.availability import STEP, DayAvailability
 from bookings.models import Booking, Resource, Service
 from bookings.selectors import availability_for, bookings_visible_to
-from core.errors import BusinessRuleViolation, InvalidInput
+from core.errors import InvalidInput
 from core.idempotency import HEADER, idempotent
 from payments.services import payment_checkout_open
 
@@ -197,19 +197,15 @@ class BookingListCreateView(ListAPIView):
             record.resource_id = str(booking.pk)
 
         def open_checkout(record) -> Response:
+            # A gateway refusal cancels the payment (422); payment.cancelled then releases the slot.
             booking = Booking.objects.select_related("resource").get(pk=record.resource_id)
             local_start = booking.starts_at.astimezone(booking.resource.tz)
-            try:
-                payment_checkout_open(
-                    payment_id=booking.payment_id,
-                    return_url=fields["return_url"],
-                    description=f"{booking.resource.name}, {local_start:%Y-%m-%d %H:%M}",
-                    customer_email=request.user.email,
-                )
-            except BusinessRuleViolation:
-                # The gateway will not take this payment: release the slot rather than hold it unpaid.
-                services.booking_expire(booking_id=booking.pk, reason="the gateway refused the checkout")
-                raise
+            payment_checkout_open(
+                payment_id=booking.payment_id,
+                return_url=fields["return_url"],
+                description=f"{booking.resource.name}, {local_start:%Y-%m-%d %H:%M}",
+                customer_email=request.user.email,
+            )
             booking = bookings_visible_to(request.user).get(pk=booking.pk)
             return Response(BookingSerializer(booking).data, status=status.HTTP_201_CREATED)
 

@@ -10,7 +10,6 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import BusinessRuleViolation
 from core.idempotency import HEADER, idempotent
 from orders import selectors, services
 from orders.api.serializers import (
@@ -149,19 +148,15 @@ class CartItemView(APIView):
 
 
 def _open_checkout(request, order_id: int, return_url: str) -> Response:
-    order = Order.objects.select_related("payment").get(pk=order_id)
-    try:
-        payments.payment_checkout_open(
-            payment_id=order.payment_id,
-            return_url=return_url,
-            description=f"Order {order.number}",
-            customer_email=request.user.email,
-        )
-    except BusinessRuleViolation as exc:
-        if exc.code == "gateway_refused":  # that payment is dead: /pay opens another one
-            services.order_payment_refused(order_id=order.pk, error=exc.message)
-            exc.extra["order"] = order.number
-        raise
+    """Open the checkout of the order's payment. A gateway refusal cancels that payment (the
+    order records why, and /pay opens another one) and is answered 422."""
+    order = Order.objects.get(pk=order_id)
+    payments.payment_checkout_open(
+        payment_id=order.payment_id,
+        return_url=return_url,
+        description=f"Order {order.number}",
+        customer_email=request.user.email,
+    )
     order = selectors.orders_visible_to(request.user).get(pk=order_id)
     return Response(CheckoutResultSerializer(order).data, status=status.HTTP_201_CREATED)
 

@@ -1,65 +1,49 @@
-from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.money import CURRENCY_EXPONENTS, quantize
-from payments.models import Payment, Refund
-from payments.registry import GATEWAY_CLASSES
+from core.money import quantize
+from core.serializers import MoneyField
+from payments.models import Payment, PaymentAllocation, Refund
+from payments.registry import GATEWAY_CLASSES, gateway_refusal
+
+SERVER_PRICED = ("amount", "currency", "kind")
 
 
-class PaymentCreateSerializer(serializers.Serializer):
-    amount = serializers.DecimalField(max_digits=14, decimal_places=3, coerce_to_string=True)
-    currency = serializers.ChoiceField(choices=sorted(CURRENCY_EXPONENTS))
-    purpose = serializers.ChoiceField(choices=Payment.Purpose.choices)
-    purpose_id = serializers.CharField(max_length=100)
-    kind = serializers.ChoiceField(choices=Payment.Kind.choices, default=Payment.Kind.FULL)
+class _CheckoutFields(serializers.Serializer):
     gateway = serializers.ChoiceField(choices=sorted(GATEWAY_CLASSES), required=False)
     return_url = serializers.URLField(required=False, allow_blank=True, default="")
     description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 
     def validate_gateway(self, value: str) -> str:
-        if settings.PAYMENT_ENV == "mock" and value != "sandbox":
-            raise serializers.ValidationError("With PAYMENT_ENV=mock every payment goes through the sandbox.")
-        if settings.PAYMENT_ENV == "production" and value == "sandbox":
-            raise serializers.ValidationError("The sandbox takes no real money: it is off in production.")
+        refusal = gateway_refusal(value)
+        if refusal:
+            raise serializers.ValidationError(refusal)
         return value
 
-
-@extend_schema_field(OpenApiTypes.STR)
-class MoneyField(serializers.Field):
-    """An amount as a string with exactly its currency's decimals ("75.00", "1500" for JPY)."""
-
-    def __init__(self, **kwargs):
-        kwargs["read_only"] = True
-        super().__init__(**kwargs)
-
-    def get_attribute(self, instance):
-        return (getattr(instance, self.source), instance.currency)
-
-    def to_representation(self, value) -> str:
-        amount, currency = value
-        return str(quantize(amount, currency))
+    def validate(self, attrs):
+        given = sorted(set(SERVER_PRICED) & set(self.initial_data))
+        if given:
+            raise serializers.ValidationError(
+                {name: ["set by the server from the item's price: omit it"] for name in given}
+            )
+        return attrs
 
 
-class BatchPaymentCreateSerializer(serializers.Serializer):
-    """One payment for several subscriptions (their boxes of this period), paid at once."""
+class PaymentCreateSerializer(_CheckoutFields):
+    """A payment for one item; the server prices it (amount, currency and kind are not sent)."""
 
-    subscription_ids = serializers.ListField(
+    purpose = serializers.CharField(max_length=40, help_text='What is paid for: "order", "booking"...')
+    purpose_id = serializers.CharField(
+        max_length=100, help_text="The item's id: an order number, a booking id"
+    )
+
+
+class BatchPaymentCreateSerializer(_CheckoutFields):
+    """One payment for several items of one purpose (e.g. the boxes of several subscriptions)."""
+
+    purpose = serializers.CharField(max_length=40, help_text="The purpose every item is of")
+    item_ids = serializers.ListField(
         child=serializers.CharField(max_length=100), min_length=1, max_length=50, allow_empty=False
     )
-    amount = serializers.DecimalField(max_digits=14, decimal_places=3, coerce_to_string=True)
-    currency = serializers.ChoiceField(choices=sorted(CURRENCY_EXPONENTS))
-    gateway = serializers.ChoiceField(choices=sorted(GATEWAY_CLASSES), required=False)
-    return_url = serializers.URLField(required=False, allow_blank=True, default="")
-    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
-
-    validate_gateway = PaymentCreateSerializer.validate_gateway
-
-    def validate_subscription_ids(self, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise serializers.ValidationError("A subscription may appear only once.")
-        return value
 
 
 class RefundSerializer(serializers.ModelSerializer):
@@ -71,12 +55,28 @@ class RefundSerializer(serializers.ModelSerializer):
         fields = ["id", "amount", "currency", "full", "reason", "status", "error", "created_at"]
 
 
+class AllocationSerializer(serializers.ModelSerializer):
+    amount = serializers.SerializerMethodField()
+    refunded_amount = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PaymentAllocation
+        fields = ["purpose", "purpose_id", "amount", "refunded_amount", "outcome"]
+
+    def get_amount(self, allocation) -> str:
+        return str(quantize(allocation.amount, allocation.payment.currency))
+
+    def get_refunded_amount(self, allocation) -> str:
+        return str(quantize(allocation.refunded_amount, allocation.payment.currency))
+
+
 class PaymentSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id")
     customer_id = serializers.IntegerField()
     amount = MoneyField()
     refunded_amount = MoneyField()
     refunds = RefundSerializer(many=True, read_only=True)
+    allocations = AllocationSerializer(many=True, read_only=True)
 
     class Meta:
         model = Payment
@@ -87,7 +87,7 @@ class PaymentSerializer(serializers.ModelSerializer):
             "currency",
             "status",
             "purpose",
-            "purpose_ids",
+            "allocations",
             "kind",
             "gateway",
             "checkout_url",
@@ -105,3 +105,8 @@ class RefundCreateSerializer(serializers.Serializer):
         max_digits=14, decimal_places=3, required=False, allow_null=True, help_text="Omit for everything left"
     )
     reason = serializers.CharField(max_length=255)
+    item_id = serializers.CharField(
+        max_length=100,
+        required=False,
+        help_text="Refund out of what the payment paid for this item; omit to split in proportion",
+    )

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from core.errors import ApplicationError, NotFound, Unavailable
 from core.idempotency import HEADER, idempotent, key_digest
-from payments import services, tasks
+from payments import policy, services, tasks
 from payments.api.serializers import (
     BatchPaymentCreateSerializer,
     PaymentCreateSerializer,
@@ -20,7 +20,7 @@ from payments.api.serializers import (
 )
 from payments.models import Payment, Refund
 from payments.registry import GATEWAY_CLASSES, gateway_for
-from payments.selectors import payments_visible_to
+from payments.selectors import allocation_of, payments_visible_to
 from payments.webhooks import webhook_receive
 
 IDEMPOTENCY = OpenApiParameter(HEADER, str, OpenApiParameter.HEADER, required=True)
@@ -46,51 +46,53 @@ class PaymentListCreateView(ListAPIView):
     @extend_schema(
         request=PaymentCreateSerializer,
         parameters=[IDEMPOTENCY],
-        responses={201: PaymentSerializer, 503: OpenApiResponse(description="the gateway is unavailable")},
+        responses={
+            201: PaymentSerializer,
+            422: OpenApiResponse(description="the item is unknown, not yours, paid or not payable"),
+            503: OpenApiResponse(description="the gateway is unavailable"),
+        },
     )
     def post(self, request):
         data = PaymentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = data.validated_data | {"purpose_ids": [data.validated_data["purpose_id"]]}
+        fields = data.validated_data | {"item_ids": [data.validated_data["purpose_id"]]}
         return idempotent(
             request, scope="payments.create", payload=request.data, **checkout_steps(request, fields)
         )
 
 
 class BatchPaymentView(APIView):
-    """POST /api/payments/batch: one payment for several subscriptions.
-
-    The subscriptions app checks, when the payment completes, that the amount covers them.
-    """
+    """POST /api/payments/batch: one payment for several items of one purpose, each priced by
+    the server; refused whole if any item is unknown, not yours, paid, not payable or repeated."""
 
     @extend_schema(
-        request=BatchPaymentCreateSerializer, parameters=[IDEMPOTENCY], responses={201: PaymentSerializer}
+        request=BatchPaymentCreateSerializer,
+        parameters=[IDEMPOTENCY],
+        responses={
+            201: PaymentSerializer,
+            422: OpenApiResponse(description="the purpose is not registered, or an item cannot be paid"),
+        },
     )
     def post(self, request):
         data = BatchPaymentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = data.validated_data | {
-            "purpose": Payment.Purpose.SUBSCRIPTION,
-            "purpose_ids": data.validated_data["subscription_ids"],
-            "kind": Payment.Kind.FULL,
-        }
         return idempotent(
-            request, scope="payments.batch", payload=request.data, **checkout_steps(request, fields)
+            request,
+            scope="payments.batch",
+            payload=request.data,
+            **checkout_steps(request, data.validated_data),
         )
 
 
 def checkout_steps(request, fields: dict) -> dict:
-    """The two steps of an idempotent checkout: create the payment once, then open its checkout."""
+    """The two steps of an idempotent checkout: open the payment once, then open its checkout."""
 
-    def create_payment(record) -> None:
-        payment = services.payment_create(
+    def open_payment(record) -> None:
+        payment = policy.payment_open(
             customer_id=request.user.pk,
-            amount=fields["amount"],
-            currency=fields["currency"],
             purpose=fields["purpose"],
-            purpose_ids=fields["purpose_ids"],
-            kind=fields["kind"],
-            gateway=services.payment_gateway_choose(fields.get("gateway")),
+            item_ids=fields["item_ids"],
+            gateway=fields.get("gateway"),
         )
         record.resource_id = str(payment.pk)
 
@@ -103,7 +105,7 @@ def checkout_steps(request, fields: dict) -> dict:
         )
         return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 
-    return {"prepare": create_payment, "handler": open_checkout}
+    return {"prepare": open_payment, "handler": open_checkout}
 
 
 class PaymentDetailView(APIView):
@@ -137,10 +139,14 @@ class PaymentRefundView(PaymentDetailView):
         payment = self.get_object()
         data = RefundCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        allocation_id = None
+        if "item_id" in data.validated_data:
+            allocation_id = allocation_of(payment, data.validated_data["item_id"])
 
         def reserve(record) -> None:
             reserved = services.refund_request(
                 payment_id=payment.pk,
+                allocation_id=allocation_id,
                 amount=data.validated_data.get("amount"),
                 reason=data.validated_data["reason"],
                 idempotency_key=f"{payment.public_id}:{key_digest(request)}",

@@ -76,7 +76,7 @@ def test_cancel_with_refund_refunds_what_was_paid_online(admin_client, bookings,
     booking = bookings[0]
     Payment.objects.filter(pk=booking.payment_id).update(status="succeeded")
     services.booking_apply_payment_completed(
-        booking_public_id=booking.public_id, payment_public_id=booking.payment.public_id, kind="deposit"
+        booking_public_id=booking.public_id, payment_public_id=booking.payment.public_id
     )
 
     assert "1 bookings cancelled with a refund" in act(admin_client, "cancel_with_refund", [booking])

@@ -8,8 +8,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
-from bookings import services
+from bookings import services, subscribers
 from bookings.models import Booking, Resource, Service
+from core.events import Event
+from core.models import OutboxEvent
 from payments.models import Payment
 from tests.bookings.conftest import local
 from tests.factories import ResourceFactory, ServiceFactory, StaffResourceFactory, UserFactory
@@ -246,7 +248,13 @@ def test_a_gateway_that_refuses_is_a_422_and_releases_the_slot(hall, customer, m
     response = create(client_for(customer), body_for(hall))
 
     assert response.status_code == 422 and response.json()["code"] == "gateway_refused"
-    assert Booking.objects.get().status == "expired"
+    booking = Booking.objects.get()
+    assert booking.payment.status == "cancelled"
+    (event,) = OutboxEvent.objects.filter(type="payment.cancelled")
+    assert event.data["reason"] == "gateway_refused"
+    subscribers.booking_on_payment_cancelled(Event.from_envelope(event.envelope))  # as the worker would
+    booking.refresh_from_db()
+    assert booking.status == "expired"
 
 
 # --- input at the edges: 4xx, never 500 --------------------------------------------------------

@@ -37,12 +37,8 @@ def test_a_hold_creates_the_booking_its_deposit_payment_audit_and_event(hall, cu
     )
     payment = Payment.objects.get()
     assert booking.payment == payment
-    assert (payment.amount, payment.kind, payment.purpose, payment.purpose_ids) == (
-        Decimal("24.000"),
-        "deposit",
-        "booking",
-        [booking.public_id],
-    )
+    assert (payment.amount, payment.kind, payment.purpose) == (Decimal("24.000"), "deposit", "booking")
+    assert list(payment.allocations.values_list("purpose_id", flat=True)) == [booking.public_id]
     assert booking.hold_expires_at == payment.deadline
     assert timedelta(minutes=14) < booking.hold_expires_at - timezone.now() <= timedelta(minutes=15)
     assert BookingAudit.objects.get(booking=booking).to_status == "pending_payment"

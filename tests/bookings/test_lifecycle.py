@@ -13,7 +13,7 @@ from bookings.transitions import BOOKING, PAYMENT_STATUS
 from core.errors import BusinessRuleViolation, TransitionNotAllowed
 from core.models import OutboxEvent
 from payments.gateways.base import PaymentState, Status
-from payments.models import Payment, PaymentLedgerEntry, Refund
+from payments.models import Payment, PaymentAllocation, PaymentLedgerEntry, Refund
 from payments.services import payment_apply_state, payment_checkout_started, refund_request
 from tests.bookings.conftest import local
 
@@ -37,7 +37,6 @@ def completed(booking: Booking, late: bool = False) -> Booking:
     return services.booking_apply_payment_completed(
         booking_public_id=booking.public_id,
         payment_public_id=booking.payment.public_id,
-        kind=booking.payment.kind,
         late=late,
     )
 
@@ -128,17 +127,22 @@ def test_payment_failed_keeps_the_error_and_the_hold(booking):
     assert completed(result).status == "confirmed"
 
 
-def test_a_report_about_another_payment_is_flagged_not_applied(booking, hall, customer):
+def test_a_report_naming_a_booking_the_payment_does_not_pay_changes_nothing(booking, hall, customer):
     other = services.booking_hold(
         customer_id=customer.pk, resource_id=hall.pk, starts_at=local(4, 10), ends_at=local(4, 11)
     )
+    succeed(other)
     result = services.booking_apply_payment_completed(
-        booking_public_id=booking.public_id, payment_public_id=other.payment.public_id, kind="deposit"
+        booking_public_id=booking.public_id, payment_public_id=other.payment.public_id
     )
-    assert result is None
+    assert result == booking
     booking.refresh_from_db()
-    assert booking.status == "pending_payment" and booking.needs_attention
-    assert other.payment.public_id in booking.attention_note
+    assert (booking.status, booking.payment_status, booking.needs_attention) == (
+        "pending_payment",
+        "unpaid",
+        False,
+    )
+    assert PaymentAllocation.objects.get(payment=other.payment).outcome == "open"  # still other's to take
 
 
 def test_late_payment_after_expiry_confirms_when_the_slot_is_still_free(booking):
@@ -164,11 +168,13 @@ def test_late_payment_after_the_slot_was_taken_is_refunded_and_flagged(
 
     late = completed(Booking.objects.get(pk=booking.pk), late=True)
 
-    assert (late.status, late.payment_status, late.needs_attention) == ("expired", "deposit_paid", True)
+    # The booking took none of the money (payment_status tracks what it kept): all is refunded.
+    assert (late.status, late.payment_status, late.needs_attention) == ("expired", "unpaid", True)
     assert "full refund requested" in late.attention_note
     refund = Refund.objects.get(payment=late.payment)
     assert (refund.amount, refund.status, refund.full) == (Decimal("24.000"), "pending", True)
     assert "booking.confirmed" not in events_of(late)
+    assert "the slot is taken" in Payment.objects.get(pk=late.payment_id).flagged_reason
 
 
 def test_payment_for_a_cancelled_booking_is_refunded_and_flagged(
@@ -249,7 +255,7 @@ def test_customer_cancel_well_before_start_refunds_in_full(booking, customer, ce
     refund = Refund.objects.get(payment=result.payment)
     assert (refund.amount, refund.idempotency_key) == (
         Decimal("24.000"),
-        f"booking:{booking.public_id}:{booking.payment.public_id}:refund",
+        f"booking:{booking.public_id}:{booking.payment.public_id}:cancelled",  # one key per cause
     )
     assert OutboxEvent.objects.get(type="booking.cancelled").data["refund"] is True
     # The slot is free again.
@@ -411,7 +417,6 @@ def customer_pays_online(booking: Booking) -> Booking | None:
     return services.booking_apply_payment_completed(
         booking_public_id=booking.public_id,
         payment_public_id=payment.public_id,
-        kind=event.data["kind"],
         late=bool(event.data.get("late")),
     )
 
@@ -540,7 +545,7 @@ def test_a_cancel_before_the_completion_is_applied_refunds_once_and_flags_nothin
 
     assert "refund refused" not in result.attention_note
     assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
-    assert refund.idempotency_key == f"booking:{booking.public_id}:{booking.payment.public_id}:refund"
+    assert refund.idempotency_key == f"booking:{booking.public_id}:{booking.payment.public_id}:cancelled"
     assert not result.needs_attention  # the money is already going back: nothing for staff to do
     assert "already requested" in BookingAudit.objects.filter(booking=booking).last().note
 

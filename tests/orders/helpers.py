@@ -60,5 +60,5 @@ def deliver(event_type: str, **data) -> None:
         data=row.data,
     )
     for subscriber in subscribers_for(event_type):
-        if subscriber.name.startswith("orders."):
+        if subscriber.name.startswith("orders.") and subscriber.accepts(event.data):
             subscriber.func(event)

@@ -10,7 +10,7 @@ from orders.models import Order, Variant
 from payments.models import Payment
 from tests.factories import UserFactory
 from tests.orders.factories import ProductFactory, VariantFactory
-from tests.orders.helpers import checkout, client_for
+from tests.orders.helpers import checkout, client_for, deliver
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +111,8 @@ def test_checkout_holds_stock_creates_the_order_and_opens_the_payment(client, cu
         (variant.sku, 3, "25.00")
     ]
     payment = order.payment
-    assert (payment.status, payment.purpose, payment.purpose_ids) == ("pending", "order", [order.number])
+    assert (payment.status, payment.purpose) == ("pending", "order")
+    assert [(a.purpose_id, a.amount) for a in payment.allocations.all()] == [(order.number, order.total)]
     assert payment.amount == order.total and payment.customer_id == customer.pk
     assert abs((payment.deadline - order.deadline).total_seconds()) < 61
     variant.refresh_from_db()
@@ -240,8 +241,12 @@ def test_a_gateway_refusal_closes_that_payment_and_the_order_can_be_paid_again(c
     refused = client.post("/api/checkout", {}, HTTP_IDEMPOTENCY_KEY="k-422")
 
     assert refused.status_code == 422 and refused.json()["code"] == "gateway_refused"
-    order = Order.objects.get(number=refused.json()["extra"]["order"])
-    assert order.payment.status == "expired" and "refused" in order.payment_error
+    order = Order.objects.get()
+    assert order.payment.public_id == refused.json()["extra"]["payment"]
+    assert order.payment.status == "cancelled"
+    deliver("payment.cancelled", payment_id=order.payment.public_id, reason="gateway_refused")
+    order.refresh_from_db()
+    assert order.status == "pending_payment" and "checkout refused" in order.payment_error
     gateway.restore()
     retry = client.post(f"/api/orders/{order.number}/pay", {}, HTTP_IDEMPOTENCY_KEY="k-pay")
     assert retry.status_code == 201 and retry.json()["payment"]["status"] == "pending"

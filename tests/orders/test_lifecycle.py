@@ -2,6 +2,7 @@
 tests run them in a real worker): paid, failed, refunded, cancelled, expired, late payment."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -11,8 +12,10 @@ from core.models import OutboxEvent
 from orders import services
 from orders.models import Order, Variant
 from orders.transitions import ORDER
+from payments import services as payments
 from payments.gateways.base import Status
-from payments.models import Payment, Refund
+from payments.models import Payment, PaymentAllocation, Refund
+from payments.purposes import Payable
 from tests.factories import UserFactory
 from tests.orders.factories import VariantFactory
 from tests.orders.helpers import checkout, client_for, deliver, gateway_reports, order_of
@@ -287,6 +290,9 @@ def test_a_payment_after_the_customer_cancelled_is_refunded(client, variant):
     assert order.status == "cancelled" and order.needs_attention
     assert Refund.objects.get().payment_id == order.payment_id
     assert stock(variant) == (10, 0)
+    assert "paid after it was cancelled" in Payment.objects.get(pk=order.payment_id).flagged_reason
+    allocation = PaymentAllocation.objects.get(payment_id=order.payment_id)
+    assert (allocation.outcome, allocation.purpose_id) == ("refused", order.number)
 
 
 # --- The transition table ------------------------------------------------------------------------
@@ -336,16 +342,16 @@ def test_the_audit_trail_is_readable_by_its_customer(client, variant):
 
 
 def foreign_payment(order: Order, *, customer_id: int | None = None, amount=None) -> Payment:
-    """A payment pointing at the order, made through the generic payments API's service."""
-    from payments import services as payments
-
-    payment = payments.payment_create(
+    """A payment pointing at the order that does not match it (as if written before payments
+    priced items themselves, or by hand): payments' own create, below its policy."""
+    item = Payable(
+        item_id=order.number,
         customer_id=customer_id or order.customer_id,
-        amount=amount or order.total,
+        amount=Decimal(amount or order.total),
         currency=order.currency,
-        purpose="order",
-        purpose_ids=[order.number],
-        gateway="sandbox",
+    )
+    payment = payments.payment_create(
+        customer_id=item.customer_id, purpose="order", items=[item], gateway="sandbox"
     )
     payment = payments.payment_start_checkout(
         payment_id=payment.pk, return_url="", description="", customer_email="c@example.com"

@@ -10,26 +10,34 @@ from rest_framework.test import APIClient
 from payments.models import Payment, Refund
 from tests.conftest import wait_for
 from tests.events.test_backbone import ExternalConsumer
-from tests.factories import StaffFactory, UserFactory
+from tests.factories import GadgetFactory, StaffFactory, UserFactory
 from tests.payments.fakes.paystack import FakePaystack
 
 pytestmark = pytest.mark.django_db
-
-BODY = {"amount": "75.00", "currency": "USD", "purpose": "booking", "purpose_id": "b-1"}
 
 
 def client_for(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
+    client.user = user
     return client
 
 
-def create(client, body=BODY, key="k-1"):
+def body_for(client, **change) -> dict:
+    """A payment for the client's own gadget (one per client), with `change` on top."""
+    if not hasattr(client, "gadget"):
+        client.gadget = GadgetFactory(customer=client.user)
+    return {"purpose": "gadget", "purpose_id": client.gadget.code} | change
+
+
+def create(client, body=None, key="k-1"):
+    body = body_for(client) if body is None else body
     return client.post("/api/payments", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
 
 def test_creating_needs_an_idempotency_key():
-    response = client_for(UserFactory()).post("/api/payments", BODY, format="json")
+    client = client_for(UserFactory())
+    response = client.post("/api/payments", body_for(client), format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "idempotency_key_missing"
 
@@ -60,7 +68,7 @@ def test_a_retried_request_gets_the_first_answer_and_creates_nothing_more():
 def test_the_same_key_with_other_parameters_is_refused():
     client = client_for(UserFactory())
     create(client)
-    response = create(client, BODY | {"amount": "80.00"})
+    response = create(client, body_for(client, description="another"))
 
     assert response.status_code == 422
     assert response.json()["code"] == "idempotency_key_reused"
@@ -69,10 +77,17 @@ def test_the_same_key_with_other_parameters_is_refused():
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [({"amount": "75.001"}, "amount"), ({"currency": "XYZ"}, "currency"), ({"purpose": "gift"}, "purpose")],
+    [
+        ({"amount": "1.00"}, "amount"),
+        ({"currency": "USD"}, "currency"),
+        ({"kind": "deposit"}, "kind"),
+        ({"purpose_id": ""}, "purpose_id"),
+        ({"gateway": "nopay"}, "gateway"),
+    ],
 )
 def test_bad_input_names_the_field(change, field):
-    response = create(client_for(UserFactory()), BODY | change)
+    client = client_for(UserFactory())
+    response = create(client, body_for(client, **change))
 
     assert response.status_code == 400
     assert field in response.json()["extra"]["fields"]
@@ -113,9 +128,10 @@ def test_a_gateway_outage_answers_503_and_the_retry_reuses_the_payment():
         ),
     ):
         client = client_for(UserFactory())
+        client.gadget = GadgetFactory(customer=client.user, currency="NGN")
         fake.fail_next(503, 503, 503)  # the first try and both of its retries
-        down = create(client, BODY | {"gateway": "paystack", "currency": "NGN"})
-        up = create(client, BODY | {"gateway": "paystack", "currency": "NGN"})
+        down = create(client, body_for(client, gateway="paystack"))
+        up = create(client, body_for(client, gateway="paystack"))
 
     assert down.status_code == 503
     assert down.json()["code"] == "gateway_unavailable"
@@ -167,36 +183,39 @@ def test_pay_then_partial_and_full_refund_through_the_worker(live_server, celery
     assert Payment.objects.get(public_id=payment["id"]).refunded_amount == Decimal("75.00")
 
 
-def test_one_payment_for_several_subscriptions():
+def test_one_payment_for_several_items_priced_by_the_server():
     client = client_for(UserFactory())
-    body = {"subscription_ids": ["s-1", "s-2", "s-3"], "amount": "90.00", "currency": "USD"}
+    codes = [GadgetFactory(customer=client.user, price=price).code for price in ("10.00", "20.00", "30.50")]
+    body = {"purpose": "gadget", "item_ids": codes}
 
     response = client.post("/api/payments/batch", body, format="json", HTTP_IDEMPOTENCY_KEY="b-1")
 
     assert response.status_code == 201
-    payment = Payment.objects.get(public_id=response.json()["id"])
-    assert (payment.purpose, payment.purpose_ids, payment.status) == (
-        "subscription",
-        ["s-1", "s-2", "s-3"],
-        "pending",
+    answer = response.json()
+    assert answer["amount"] == "60.50"
+    assert [(a["purpose_id"], a["amount"]) for a in answer["allocations"]] == list(
+        zip(codes, ["10.00", "20.00", "30.50"], strict=True)
     )
+    payment = Payment.objects.get(public_id=answer["id"])
+    assert (payment.purpose, payment.amount, payment.status) == ("gadget", Decimal("60.50"), "pending")
 
 
-@pytest.mark.parametrize("ids", [[], ["s-1", "s-1"]], ids=["none", "twice"])
-def test_a_batch_needs_distinct_subscriptions(ids):
-    body = {"subscription_ids": ids, "amount": "90.00", "currency": "USD"}
+@pytest.mark.parametrize("ids", [[], ["s-1"] * 51], ids=["none", "too-many"])
+def test_a_batch_needs_one_to_fifty_items(ids):
+    body = {"purpose": "gadget", "item_ids": ids}
     response = client_for(UserFactory()).post(
         "/api/payments/batch", body, format="json", HTTP_IDEMPOTENCY_KEY="b"
     )
 
     assert response.status_code == 400
-    assert "subscription_ids" in response.json()["extra"]["fields"]
+    assert "item_ids" in response.json()["extra"]["fields"]
     assert not Payment.objects.exists()
 
 
 def test_with_payment_env_mock_only_the_sandbox_takes_money(settings):
     settings.PAYMENT_ENV = "mock"
-    response = create(client_for(UserFactory()), BODY | {"gateway": "stripe"})
+    client = client_for(UserFactory())
+    response = create(client, body_for(client, gateway="stripe"))
 
     assert response.status_code == 400
     assert "gateway" in response.json()["extra"]["fields"]
@@ -206,7 +225,8 @@ def test_in_production_the_sandbox_takes_no_money(settings, client):
     payment_url = create(client_for(UserFactory())).json()["checkout_url"]
     settings.PAYMENT_ENV = "production"
 
-    refused = create(client_for(UserFactory()), BODY | {"gateway": "sandbox"}, key="k-prod")
+    other = client_for(UserFactory())
+    refused = create(other, body_for(other, gateway="sandbox"), key="k-prod")
     page = client.post(urlsplit(payment_url).path, {"action": "pay"})
 
     assert refused.status_code == 400

@@ -19,8 +19,7 @@ def make_payment(**fields) -> Payment:
         "amount": Decimal("75.00"),
         "currency": "USD",
         "gateway": "sandbox",
-        "purpose": Payment.Purpose.BOOKING,
-        "purpose_ids": ["42"],
+        "purpose": "gadget",
         "deadline": timezone.now() + timedelta(minutes=30),
     }
     return Payment.objects.create(**(defaults | fields))

@@ -7,13 +7,13 @@ import json
 import pytest
 from django.test import override_settings
 
-from payments import services
+from payments import policy, services
 from payments.gateways.base import CheckoutRequest
 from payments.models import Payment, SandboxCharge, WebhookEvent
 from payments.registry import gateway_for
 from tests.conftest import wait_for
 from tests.events.test_backbone import ExternalConsumer
-from tests.factories import UserFactory
+from tests.factories import GadgetFactory
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -25,13 +25,9 @@ def site(live_server):
 
 
 def start_sandbox_payment() -> tuple[Payment, str]:
-    payment = services.payment_create(
-        customer_id=UserFactory().pk,
-        amount="75.00",
-        currency="USD",
-        purpose="booking",
-        purpose_ids=["b-1"],
-        gateway="sandbox",
+    gadget = GadgetFactory()
+    payment = policy.payment_open(
+        customer_id=gadget.customer_id, purpose="gadget", item_ids=[gadget.code], gateway="sandbox"
     )
     session = gateway_for("sandbox").create_checkout(
         CheckoutRequest(

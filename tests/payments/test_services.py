@@ -9,25 +9,21 @@ from django.utils import timezone
 
 from core.errors import BusinessRuleViolation, InvalidInput
 from core.models import OutboxEvent
-from payments import services
+from payments import policy, services
 from payments.gateways.base import PaymentState, RefundResult, Status
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import Payment, PaymentLedgerEntry, Refund
-from tests.factories import UserFactory
+from tests.factories import GadgetFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def new_payment(**overrides) -> Payment:
-    fields = {
-        "customer_id": UserFactory().pk,
-        "amount": "75.00",
-        "currency": "USD",
-        "purpose": "booking",
-        "purpose_ids": ["b-1"],
-        "gateway": "sandbox",
-    } | overrides
-    return services.payment_create(**fields)
+def new_payment(*, amount: str = "75.00", currency: str = "USD", gateway: str = "sandbox") -> Payment:
+    """A payment for one gadget (the tests' registered purpose), opened by payments' policy."""
+    gadget = GadgetFactory(price=amount, currency=currency)
+    return policy.payment_open(
+        customer_id=gadget.customer_id, purpose="gadget", item_ids=[gadget.code], gateway=gateway
+    )
 
 
 def pending_payment(**overrides) -> Payment:
@@ -65,34 +61,29 @@ def test_create_publishes_payment_created_with_the_documented_data():
     assert payment.public_id.startswith("pay_")
     (data,) = events_of("payment.created")
     assert data["payment_id"] == payment.public_id
-    assert data["purpose"] == "booking"
-    assert data["purpose_id"] == "b-1"
+    assert data["purpose"] == "gadget"
+    (allocation,) = payment.allocations.all()
+    assert data["purpose_id"] == allocation.purpose_id
+    assert data["allocations"] == [
+        {
+            "purpose": "gadget",
+            "purpose_id": allocation.purpose_id,
+            "amount": "75.00",
+            "refunded_amount": "0.00",
+            "outcome": "open",
+        }
+    ]
     assert data["amount"] == "75.00"
     assert data["currency"] == "USD"
 
 
-@pytest.mark.parametrize(
-    ("overrides", "field"),
-    [
-        ({"amount": "75.001"}, "amount"),
-        ({"amount": "0"}, "amount"),
-        ({"currency": "XYZ"}, "amount"),
-        ({"purpose": "donation"}, "purpose"),
-        ({"purpose_ids": ["o-1", "o-2"], "purpose": "order"}, "purpose_ids"),
-        ({"purpose_ids": []}, "purpose_ids"),
-    ],
-)
-def test_bad_input_is_refused_and_nothing_is_created(overrides, field):
+@pytest.mark.parametrize(("amount", "currency"), [("75.001", "USD"), ("0", "USD"), ("75.00", "XYZ")])
+def test_an_item_priced_wrongly_by_its_app_is_refused_and_nothing_is_created(amount, currency):
     with pytest.raises(InvalidInput) as caught:
-        new_payment(**overrides)
-    assert field in caught.value.extra["fields"]
+        new_payment(amount=amount, currency=currency)
+    assert "amount" in caught.value.extra["fields"]
     assert not Payment.objects.exists()
     assert not OutboxEvent.objects.exists()
-
-
-def test_one_payment_may_cover_several_subscriptions():
-    payment = new_payment(purpose="subscription", purpose_ids=["s-1", "s-2", "s-3"])
-    assert payment.purpose_ids == ["s-1", "s-2", "s-3"]
 
 
 def test_success_completes_once():

@@ -1,0 +1,30 @@
+"""The error codes payments answers with: compare members, never free strings."""
+
+from enum import StrEnum
+
+from core.errors import BusinessRuleViolation
+
+
+class PaymentErrorCode(StrEnum):
+    # Refusing to open a payment (nothing is created).
+    PURPOSE_NOT_REGISTERED = "purpose_not_registered"
+    NO_ITEMS = "no_items"
+    ITEM_REPEATED = "item_repeated"
+    ITEM_NOT_FOUND = "item_not_found"
+    ITEM_ALREADY_PAID = "item_already_paid"
+    ITEM_NOT_PAYABLE = "item_not_payable"
+    MIXED_CURRENCIES = "mixed_currencies"
+    # The gateway, at checkout.
+    GATEWAY_UNAVAILABLE = "gateway_unavailable"
+    GATEWAY_REFUSED = "gateway_refused"
+    # Refunds.
+    NOT_REFUNDABLE = "not_refundable"
+    REFUND_TOO_LARGE = "refund_too_large"
+    KEY_REUSED = "key_reused"
+    UNKNOWN_ALLOCATION = "unknown_allocation"
+
+
+class PaymentRefused(BusinessRuleViolation):
+    """A payment that will not be opened, for the reason given (HTTP 422)."""
+
+    default_code = PaymentErrorCode.ITEM_NOT_PAYABLE

@@ -1,0 +1,177 @@
+"""POST /api/payments and /api/payments/batch for each registered purpose: only the caller's
+own, payable items, priced by the server; everything else is refused with nothing created."""
+
+import uuid
+
+import pytest
+from rest_framework.test import APIClient
+
+from bookings import services as bookings
+from core.models import OutboxEvent
+from orders import services as orders
+from payments.gateways.base import Status
+from payments.models import Payment
+from tests.bookings.conftest import local
+from tests.factories import ResourceFactory, UserFactory
+from tests.orders.factories import VariantFactory
+from tests.orders.helpers import checkout, deliver, gateway_reports, order_of
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def pay_for(user, purpose: str, item_id: str):
+    return client_for(user).post(
+        "/api/payments",
+        {"purpose": purpose, "purpose_id": item_id},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()),
+    )
+
+
+def an_order(customer):
+    return order_of(checkout(client_for(customer), (VariantFactory(price="12.50").pk, 2)))
+
+
+def a_booking(customer):
+    return bookings.booking_hold(
+        customer_id=customer.pk,
+        resource_id=ResourceFactory().pk,
+        starts_at=local(3, 10),
+        ends_at=local(3, 12),
+    )
+
+
+def refused(response, code: str) -> None:
+    assert response.status_code == 422, response.json()
+    assert response.json()["code"] == code
+
+
+# --- orders --------------------------------------------------------------------------------
+def test_an_order_is_paid_at_its_own_total():
+    customer = UserFactory()
+    order = an_order(customer)
+
+    response = pay_for(customer, "order", order.number)
+
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["amount"], body["currency"], body["purpose"]) == ("25.00", order.currency, "order")
+    assert [a["purpose_id"] for a in body["allocations"]] == [order.number]
+    assert body["id"] == order.payment.public_id  # its open payment at that gateway, reused
+
+
+def test_an_unknown_order_is_refused():
+    before = Payment.objects.count()
+    refused(pay_for(UserFactory(), "order", "NOPE-NOPE"), "item_not_found")
+    assert Payment.objects.count() == before
+
+
+def test_another_customers_order_is_refused_and_its_audit_untouched():
+    order = an_order(UserFactory())
+    audit_rows = order.audit.count()
+    payments = Payment.objects.count()
+
+    refused(pay_for(UserFactory(), "order", order.number), "item_not_found")
+
+    assert (order.audit.count(), Payment.objects.count()) == (audit_rows, payments)
+
+
+def test_a_cancelled_order_is_refused():
+    customer = UserFactory()
+    order = an_order(customer)
+    orders.order_cancel(order_id=order.pk, actor="customer")
+
+    response = pay_for(customer, "order", order.number)
+
+    refused(response, "item_not_payable")
+    assert "cancelled" in response.json()["message"]
+
+
+def test_a_paid_order_is_refused():
+    customer = UserFactory()
+    order = an_order(customer)
+    gateway_reports(order.payment, Status.SUCCEEDED)
+    refused(pay_for(customer, "order", order.number), "item_already_paid")  # paid, not yet applied
+    deliver("payment.completed", payment_id=order.payment.public_id)
+    refused(pay_for(customer, "order", order.number), "item_already_paid")
+
+
+# --- bookings ------------------------------------------------------------------------------
+def test_a_held_booking_is_paid_at_its_amount_due():
+    customer = UserFactory()
+    booking = a_booking(customer)
+
+    response = pay_for(customer, "booking", booking.public_id)
+
+    assert response.status_code == 201
+    assert (response.json()["amount"], response.json()["kind"]) == ("24.00", "deposit")
+
+
+def test_an_unknown_booking_is_refused():
+    refused(pay_for(UserFactory(), "booking", "bkg_nope"), "item_not_found")
+
+
+def test_another_customers_booking_is_refused():
+    refused(pay_for(UserFactory(), "booking", a_booking(UserFactory()).public_id), "item_not_found")
+
+
+def test_a_cancelled_booking_is_refused():
+    customer = UserFactory()
+    booking = a_booking(customer)
+    bookings.booking_cancel(booking_id=booking.pk, actor_id=customer.pk)
+
+    refused(pay_for(customer, "booking", booking.public_id), "item_not_payable")
+
+
+def test_a_booking_paid_at_the_desk_is_refused():
+    customer = UserFactory()
+    booking = a_booking(customer)
+    bookings.booking_confirm(booking_id=booking.pk, actor_id=None, paid_in_cash=True)
+
+    refused(pay_for(customer, "booking", booking.public_id), "item_already_paid")
+
+
+# --- purposes not registered, batches ------------------------------------------------------
+def test_a_subscription_cannot_be_paid_until_subscriptions_exist():
+    customer = UserFactory()
+    refused(pay_for(customer, "subscription", "42"), "purpose_not_registered")
+    response = client_for(customer).post(
+        "/api/payments/batch",
+        {"purpose": "subscription", "item_ids": ["1", "2"]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="b",
+    )
+    refused(response, "purpose_not_registered")
+    assert not Payment.objects.exists()
+
+
+def test_a_batch_of_orders_is_priced_each_and_refused_whole_for_one_bad_item():
+    customer = UserFactory()
+    first, second = an_order(customer), an_order(customer)
+    foreign = an_order(UserFactory())
+    payments_before = Payment.objects.count()
+    created_before = OutboxEvent.objects.filter(type="payment.created").count()
+
+    def batch(*numbers):
+        return client_for(customer).post(
+            "/api/payments/batch",
+            {"purpose": "order", "item_ids": list(numbers)},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()),
+        )
+
+    refused(batch(first.number, foreign.number), "item_not_found")
+    refused(batch(first.number, first.number), "item_repeated")
+    refused(batch(first.number, "NOPE-NOPE"), "item_not_found")
+    assert Payment.objects.count() == payments_before
+    assert OutboxEvent.objects.filter(type="payment.created").count() == created_before
+
+    response = batch(first.number, second.number)
+    assert response.status_code == 201
+    assert response.json()["amount"] == "50.00"
