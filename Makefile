@@ -42,9 +42,11 @@ test: install
 smoke: install
 	$(PY) manage.py celery_roundtrip
 
+## lint: ruff, and the import contracts in pyproject.toml (which app may import which)
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo --cache-dir var/import_linter_cache
 
 format: install
 	$(PY) -m ruff format .
