@@ -59,6 +59,8 @@ def booking_on_payment_refunded(event: events.Event) -> None:
     refunded_now = {a["purpose_id"]: a["amount"] for a in event.data.get("refund_allocations", ())}
     for allocation in event_allocations(event.data, PURPOSE):
         booking_id = allocation["purpose_id"]
+        if "refund_allocations" in event.data and booking_id not in refunded_now:
+            continue  # this refund took nothing from that booking
         full = bool(event.data.get("full"))
         if "refunded_amount" in allocation:
             full = Decimal(allocation["refunded_amount"]) == Decimal(allocation["amount"])

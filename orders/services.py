@@ -1,9 +1,9 @@
 """Writes on carts and orders. Each owns its transaction, locks the order row first, follows
 orders.transitions, writes an audit row and publishes an order.* event.
 
-Locks are taken in one order everywhere: cart, then order, then variants (by primary key),
-then the payment (payments.policy), so concurrent checkouts, payments and expiries cannot
-deadlock. How an order's payment is opened, closed and refunded is payments' policy
+Locks are taken in one order everywhere: cart, then order, then the payment and its
+allocation (payments.policy) when the order reads or changes it, then variants (by primary
+key), so concurrent checkouts, payments and expiries cannot deadlock. How an order's payment is opened, closed and refunded is payments' policy
 (payments.policy); orders decides only what the order does.
 """
 
@@ -223,14 +223,13 @@ def _lines(order: Order) -> dict[int, int]:
 
 
 def _close_payment(order: Order) -> None:
-    """An order that will not be paid closes its open payment (a late success is then refunded)."""
-    if order.payment_id:
-        policy.payment_close(payment_id=order.payment_id)
+    """An order that will not be paid closes its open payments (a late success is then refunded)."""
+    policy.item_payments_close(purpose=PURPOSE, item_id=order.number)
 
 
 def _payment_received(order: Order) -> bool:
-    """The order's payment succeeded and its payment.completed is on its way (locks the payment)."""
-    return policy.payment_received(payment_id=order.payment_id)
+    """A payment for the order succeeded and its payment.completed is on its way (locks them)."""
+    return policy.item_payment_received(purpose=PURPOSE, item_id=order.number)
 
 
 def order_cancel(*, order_id: int, actor: str, reason: str = "") -> Order:
@@ -403,7 +402,6 @@ def order_accept_late_payment(*, order_id: int, actor: str) -> Order:
             order.needs_attention
             and order.status == Order.Status.EXPIRED
             and order.stock_state == Order.Stock.RESERVED
-            and policy.payment_received(payment_id=order.payment_id)
             and policy.held_accept(payment_id=order.payment_id, purpose=PURPOSE, item_id=order.number)
         ):
             raise BusinessRuleViolation(
@@ -493,7 +491,10 @@ def order_payment_refunded(*, order_number: str, payment_id: str, full: bool, am
         actor = f"payment {payment_id}"
         paid_by_it = order.payment is not None and order.payment.public_id == payment_id
         if not full or not paid_by_it or order.status not in (Order.Status.PAID, Order.Status.FULFILLED):
-            if order.needs_attention and order.status in (Order.Status.EXPIRED, Order.Status.CANCELLED):
+            # The refund of the late payment the order held stock for (or of its own payment,
+            # refused after a cancel) ends what the order was flagged for.
+            closed = order.status in (Order.Status.EXPIRED, Order.Status.CANCELLED)
+            if order.needs_attention and closed and paid_by_it and full:
                 _release(order)
                 order.needs_attention = False
                 order.save(update_fields=["needs_attention", "updated_at"])

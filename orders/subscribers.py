@@ -55,6 +55,8 @@ def order_on_payment_refunded(event: events.Event) -> None:
     refunded_now = {a["purpose_id"]: a["amount"] for a in event.data.get("refund_allocations", ())}
     for allocation in _orders_paid_by(event):
         number = allocation["purpose_id"]
+        if "refund_allocations" in event.data and number not in refunded_now:
+            continue  # this refund took nothing from that order
         full = bool(event.data.get("full"))
         if "refunded_amount" in allocation:
             full = Decimal(allocation["refunded_amount"]) == Decimal(allocation["amount"])

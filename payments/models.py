@@ -101,6 +101,8 @@ class PaymentAllocation(models.Model):
     purpose = models.CharField(max_length=40)
     purpose_id = models.CharField(max_length=100)
     amount = models.DecimalField(max_digits=14, decimal_places=3)
+    # A deposit on the item, or all of its price (Payment.Kind), as the item's purpose priced it.
+    kind = models.CharField(max_length=10, choices=Payment.Kind.choices, default=Payment.Kind.FULL)
     refunded_amount = models.DecimalField(max_digits=14, decimal_places=3, default=0)
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.OPEN)
     outcome_note = models.TextField(blank=True)
@@ -163,7 +165,7 @@ class Refund(models.Model):
     reason = models.CharField(max_length=255)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     gateway_refund_id = models.CharField(max_length=100, blank=True)
-    idempotency_key = models.CharField(max_length=100, unique=True)
+    idempotency_key = models.CharField(max_length=255, unique=True)
     sent_at = models.DateTimeField(null=True, blank=True, help_text="When the gateway was first asked")
     error = models.TextField(blank=True)
     requested_by = models.ForeignKey(

@@ -2,8 +2,9 @@
 
 - payment_open: open (or reuse) the payment for items of a registered purpose, priced by
   that purpose server-side, refused whole if any item cannot be paid;
-- payment_close: close an item's payment if it can still be paid;
-- payment_received: whether the payment succeeded (its payment.completed is on its way);
+- item_payments_close: close the item's payments that can still be paid;
+- item_payment_received: whether a payment for the item succeeded and its completion is
+  still on its way;
 - completion_claim / completion_accept / completion_hold / completion_refuse: what an item
   does when its payment completes, recorded on the allocation, so that a repeated
   completion is recognised by data and changes nothing;
@@ -13,8 +14,8 @@
 Checkouts are opened with payments.services.payment_checkout_open (a gateway refusal
 cancels the payment: payment.cancelled with reason "gateway_refused").
 
-Locks: the caller holds its item's row lock; these functions then lock the payment (item
-first, payment second, everywhere).
+Locks: the caller holds its item's row lock; these functions then lock the payment, then
+its allocation (item, payment, allocation, everywhere).
 """
 
 from collections.abc import Sequence
@@ -131,38 +132,61 @@ def payment_open(
         return services.payment_create(customer_id=customer_id, purpose=purpose, items=items, gateway=gateway)
 
 
-def payment_close(*, payment_id: int) -> bool:
-    """Close the payment if it can still be paid (payment.cancelled, reason "expired"); whether
-    it was closed now. One that succeeded meanwhile is left alone: its payment.completed is on
-    its way, and the item's completion handler refuses it if the item no longer wants it."""
-    with transaction.atomic():
-        if not Payment.objects.select_for_update().filter(pk=payment_id, status__in=OPEN).exists():
-            return False
-        services.payment_expire(payment_id=payment_id)
-    return True
+def _unsettled_payments(purpose: str, item_id: str, statuses: tuple[str, ...]) -> list[Payment]:
+    """The item's payments in `statuses` whose allocation to it is not settled, locked in pk order."""
+    ids = PaymentAllocation.objects.filter(
+        purpose=purpose,
+        purpose_id=item_id,
+        outcome=PaymentAllocation.Outcome.OPEN,
+        payment__status__in=statuses,
+    ).values_list("payment_id", flat=True)
+    return list(Payment.objects.select_for_update().filter(pk__in=list(ids)).order_by("pk"))
+
+
+def item_payments_close(*, purpose: str, item_id: str) -> list[str]:
+    """Close every payment that pays only this item and can still be paid (payment.cancelled,
+    reason "expired"); their public ids. A payment that also pays other items stays open for
+    them: if it completes, this item refuses its share, which is refunded. One that succeeded
+    meanwhile is left alone: its payment.completed is on its way, and the item's completion
+    handler refuses it if the item no longer wants it."""
+    closed = []
+    for payment in _unsettled_payments(purpose, item_id, OPEN):
+        if payment.allocations.exclude(purpose=purpose, purpose_id=item_id).exists():
+            continue
+        services.payment_expire(payment_id=payment.pk)
+        closed.append(payment.public_id)
+    return closed
+
+
+def item_payment_received(*, purpose: str, item_id: str) -> bool:
+    """Whether a payment for the item succeeded and its completion is still to be applied.
+
+    Locks the item's unsettled payments, open ones included, so that none completes while
+    the caller decides (to expire or cancel the item, say).
+    """
+    return any(p.status in PAID for p in _unsettled_payments(purpose, item_id, OPEN + PAID))
 
 
 def payment_is_open(*, payment_id: int) -> bool:
     return Payment.objects.filter(pk=payment_id, status__in=OPEN).exists()
 
 
-def payment_received(*, payment_id: int | None) -> bool:
-    """Whether the payment succeeded; locks it, so it cannot complete while the caller decides."""
-    return bool(payment_id) and (
-        Payment.objects.select_for_update().filter(pk=payment_id, status=Payment.Status.SUCCEEDED).exists()
-    )
-
-
 # --- Completion ------------------------------------------------------------------------------
+def _allocation_locked(**filters) -> PaymentAllocation | None:
+    """An allocation and its payment, both locked: the payment first, as everywhere."""
+    found = PaymentAllocation.objects.filter(**filters).values_list("pk", "payment_id").first()
+    if found is None:
+        return None
+    payment = Payment.objects.select_for_update().get(pk=found[1])
+    allocation = PaymentAllocation.objects.select_for_update().get(pk=found[0])
+    allocation.payment = payment
+    return allocation
+
+
 def completion_claim(*, payment_id: str, purpose: str, item_id: str) -> Completion | None:
     """The completed payment's allocation to this item, locked; None when there is none or it
     was settled already (a repeated payment.completed)."""
-    allocation = (
-        PaymentAllocation.objects.select_for_update()
-        .select_related("payment")
-        .filter(payment__public_id=payment_id, purpose=purpose, purpose_id=item_id)
-        .first()
-    )
+    allocation = _allocation_locked(payment__public_id=payment_id, purpose=purpose, purpose_id=item_id)
     if allocation is None or allocation.outcome != PaymentAllocation.Outcome.OPEN:
         return None
     payment = allocation.payment
@@ -173,8 +197,10 @@ def completion_claim(*, payment_id: str, purpose: str, item_id: str) -> Completi
         customer_id=payment.customer_id,
         amount=quantize(allocation.amount, payment.currency),
         currency=payment.currency,
-        kind=payment.kind,
-        succeeded=payment.status == Payment.Status.SUCCEEDED,
+        kind=allocation.kind,
+        # Still paid, and nothing of this item's part refunded since (a partial refund of
+        # another item's part leaves this one standing).
+        succeeded=payment.status in PAID and allocation.refunded_amount == 0,
     )
 
 
@@ -203,6 +229,7 @@ def held_accept(*, payment_id: int, purpose: str, item_id: str, note: str = "") 
             purpose=purpose,
             purpose_id=item_id,
             outcome=PaymentAllocation.Outcome.HELD,
+            payment__status__in=PAID,
         ).update(
             outcome=PaymentAllocation.Outcome.ACCEPTED, outcome_note=note[:2000], settled_at=timezone.now()
         )
@@ -246,11 +273,10 @@ def allocation_refund(
     What is already refunded, or on its way, counts; under one cause the refund is asked for
     once (its idempotency key). When it cannot be asked for, the payment is flagged.
     """
-    query = PaymentAllocation.objects.select_for_update().select_related("payment")
     if allocation_id is not None:
-        allocation = query.get(pk=allocation_id)
+        allocation = _allocation_locked(pk=allocation_id)
     else:
-        allocation = query.filter(payment_id=payment_id, purpose=purpose, purpose_id=item_id).first()
+        allocation = _allocation_locked(payment_id=payment_id, purpose=purpose, purpose_id=item_id)
         if allocation is None:
             return RefundOutcome(False, False, "nothing was paid online for it", nothing_paid=True)
     payment = allocation.payment
@@ -298,9 +324,12 @@ def allocation_refund(
 
 # --- Reading what a payment event says about one's items --------------------------------------
 def event_allocations(data: dict, purpose: str) -> list[dict]:
-    """The allocations of a payment.* event's data that are for `purpose` (oldest data: one
-    `purpose_id`)."""
+    """The allocations of a payment.* event's data that are for `purpose`, by item id (so that
+    a subscriber handling several locks its items in one order); data from before allocations
+    name one `purpose_id`."""
     allocations = data.get("allocations")
     if allocations is None and data.get("purpose") == purpose and data.get("purpose_id"):
         return [{"purpose": purpose, "purpose_id": data["purpose_id"], "amount": data.get("amount")}]
-    return [a for a in allocations or () if a.get("purpose") == purpose]
+    return sorted(
+        (a for a in allocations or () if a.get("purpose") == purpose), key=lambda a: a["purpose_id"]
+    )

@@ -37,6 +37,7 @@ def allocations_data(allocations: list[PaymentAllocation], currency: str) -> lis
             "purpose_id": a.purpose_id,
             "amount": quantize(a.amount, currency),
             "refunded_amount": quantize(a.refunded_amount, currency),
+            "kind": a.kind,
             "outcome": a.outcome,  # what the item did with the money: open, accepted, held, refused
         }
         for a in allocations
@@ -128,11 +129,14 @@ def payment_create(
             currency=currency,
             purpose=purpose,
             gateway=gateway,
-            kind=items[0].kind if len(items) == 1 else Payment.Kind.FULL,
+            # Each allocation keeps its own kind; the payment's is theirs when they agree.
+            kind=kinds.pop() if len(kinds := {item.kind for item in items}) == 1 else Payment.Kind.FULL,
             deadline=deadline,
         )
         allocations = PaymentAllocation.objects.bulk_create(
-            PaymentAllocation(payment=payment, purpose=purpose, purpose_id=item.item_id, amount=amount)
+            PaymentAllocation(
+                payment=payment, purpose=purpose, purpose_id=item.item_id, amount=amount, kind=item.kind
+            )
             for item, amount in zip(items, amounts, strict=True)
         )
         events.publish("payment.created", _event_data(payment, allocations))

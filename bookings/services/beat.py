@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bookings.models import Booking, BookingAudit
+from bookings.purposes import PURPOSE
 from bookings.services.common import _audit, _event_data, _lock
 from bookings.transitions import BOOKING
 from core import events
@@ -20,7 +21,7 @@ def _expire(booking: Booking, *, reason: str) -> bool:
     """Expire a locked pending hold; not one whose payment already succeeded (its event is coming)."""
     if booking.status != Booking.Status.PENDING_PAYMENT:
         return False
-    if policy.payment_received(payment_id=booking.payment_id):
+    if policy.item_payment_received(purpose=PURPOSE, item_id=booking.public_id):
         return False
     BOOKING.check(booking.status, Booking.Status.EXPIRED)
     booking.status = Booking.Status.EXPIRED

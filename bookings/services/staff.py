@@ -56,9 +56,8 @@ def _close_open_payment(booking: Booking) -> str:
     first, payment second, as everywhere). If it succeeded meanwhile it is left alone: its
     payment.completed is on its way and booking_apply_payment_completed refunds it.
     """
-    if booking.payment_id is None or not policy.payment_close(payment_id=booking.payment_id):
-        return ""
-    return f"online payment {booking.payment.public_id} closed"
+    closed = policy.item_payments_close(purpose=PURPOSE, item_id=booking.public_id)
+    return f"online payment {', '.join(closed)} closed" if closed else ""
 
 
 def booking_refund_due(*, booking: Booking, now: datetime | None = None) -> bool:

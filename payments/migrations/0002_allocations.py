@@ -1,46 +1,65 @@
-"""Payments pay for allocations (purpose, item id, amount); refunds come out of them in shares.
+"""Payments pay for allocations (purpose, item id, amount, kind); refunds come out of them in
+shares.
 
-Existing payments get one allocation per id of their former `purpose_ids` (the amount split
-evenly, the rest on the last), settled as accepted if the payment succeeded; each existing
-refund becomes shares in proportion to the allocations.
+Each existing payment gets one allocation per id of its former `purpose_ids`, the amount split
+evenly in the currency's minor unit (the first ones take the units left over; an id that
+would get nothing is left out), each refund becomes shares in the same proportion, and every
+allocation starts `open`. The apps whose items were paid settle the outcomes from their own
+state in their own migrations (orders 0002, bookings 0002): payments names no app. Reversed,
+the allocations become `purpose_ids` again.
 """
 
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
 import django.db.models.deletion
 from django.db import migrations, models
 
+from core.money import CURRENCY_EXPONENTS
 
-def _split(amount, parts):
-    unit = Decimal("0.001")
-    each = (amount / parts).quantize(unit, rounding=ROUND_DOWN)
-    return [each] * (parts - 1) + [amount - each * (parts - 1)]
+
+def _split(amount: Decimal, parts: int, currency: str) -> list[Decimal]:
+    """`amount` in `parts` shares of whole minor units, as even as can be (the first take the rest)."""
+    unit = Decimal(1).scaleb(-CURRENCY_EXPONENTS.get(currency, 2))
+    units = int(amount / unit)
+    each, rest = divmod(units, parts)
+    return [(each + (1 if n < rest else 0)) * unit for n in range(parts)]
 
 
 def allocations_from_purpose_ids(apps, schema_editor):
     Payment = apps.get_model("payments", "Payment")
     PaymentAllocation = apps.get_model("payments", "PaymentAllocation")
     RefundShare = apps.get_model("payments", "RefundShare")
-    settled = ("succeeded", "partially_refunded", "refunded")
     for payment in Payment.objects.prefetch_related("refunds").iterator(chunk_size=500):
         ids = [str(i) for i in payment.purpose_ids] or [payment.public_id]
+        kind = payment.kind if len(ids) == 1 else "full"
+        amounts = _split(payment.amount, len(ids), payment.currency)
+        refunded = _split(payment.refunded_amount, len(ids), payment.currency)
         allocations = [
             PaymentAllocation.objects.create(
                 payment=payment,
                 purpose=payment.purpose,
                 purpose_id=item_id,
                 amount=amount,
-                refunded_amount=refunded,
-                outcome="accepted" if payment.status in settled else "open",
+                refunded_amount=min(done, amount),
+                kind=kind,
             )
-            for item_id, amount, refunded in zip(
-                ids, _split(payment.amount, len(ids)), _split(payment.refunded_amount, len(ids)), strict=True
-            )
+            for item_id, amount, done in zip(ids, amounts, refunded, strict=True)
+            if amount > 0
         ]
         for refund in payment.refunds.all():
-            for allocation, share in zip(allocations, _split(refund.amount, len(ids)), strict=True):
-                if share > 0:
-                    RefundShare.objects.create(refund=refund, allocation=allocation, amount=share)
+            shares = _split(refund.amount, len(allocations), payment.currency)
+            RefundShare.objects.bulk_create(
+                RefundShare(refund=refund, allocation=allocation, amount=share)
+                for allocation, share in zip(allocations, shares, strict=True)
+                if share > 0
+            )
+
+
+def purpose_ids_from_allocations(apps, schema_editor):
+    Payment = apps.get_model("payments", "Payment")
+    for payment in Payment.objects.prefetch_related("allocations").iterator(chunk_size=500):
+        payment.purpose_ids = [a.purpose_id for a in sorted(payment.allocations.all(), key=lambda a: a.pk)]
+        payment.save(update_fields=["purpose_ids"])
 
 
 class Migration(migrations.Migration):
@@ -55,6 +74,11 @@ class Migration(migrations.Migration):
             name='purpose',
             field=models.CharField(db_index=True, max_length=40),
         ),
+        migrations.AlterField(
+            model_name='refund',
+            name='idempotency_key',
+            field=models.CharField(max_length=255, unique=True),
+        ),
         migrations.CreateModel(
             name='PaymentAllocation',
             fields=[
@@ -62,6 +86,7 @@ class Migration(migrations.Migration):
                 ('purpose', models.CharField(max_length=40)),
                 ('purpose_id', models.CharField(max_length=100)),
                 ('amount', models.DecimalField(decimal_places=3, max_digits=14)),
+                ('kind', models.CharField(choices=[('full', 'Full'), ('deposit', 'Deposit')], default='full', max_length=10)),
                 ('refunded_amount', models.DecimalField(decimal_places=3, default=0, max_digits=14)),
                 ('outcome', models.CharField(choices=[('open', 'not settled yet'), ('accepted', 'the item took the money'), ('held', 'held for staff to accept or refund'), ('refused', 'the item could not take it: refunded')], default='open', max_length=10)),
                 ('outcome_note', models.TextField(blank=True)),
@@ -105,7 +130,7 @@ class Migration(migrations.Migration):
             model_name='refundshare',
             constraint=models.UniqueConstraint(fields=('refund', 'allocation'), name='refund_share_once'),
         ),
-        migrations.RunPython(allocations_from_purpose_ids, migrations.RunPython.noop),
+        migrations.RunPython(allocations_from_purpose_ids, purpose_ids_from_allocations),
         migrations.RemoveField(
             model_name='payment',
             name='purpose_ids',

@@ -7,10 +7,14 @@ import pytest
 from rest_framework.test import APIClient
 
 from bookings import services as bookings
+from core.events import Event
+from core.events.registry import subscribers_for
 from core.models import OutboxEvent
 from orders import services as orders
-from payments.gateways.base import Status
-from payments.models import Payment
+from payments import policy
+from payments import services as payments
+from payments.gateways.base import RefundResult, Status
+from payments.models import Payment, Refund
 from tests.bookings.conftest import local
 from tests.factories import ResourceFactory, UserFactory
 from tests.orders.factories import VariantFactory
@@ -175,3 +179,93 @@ def test_a_batch_of_orders_is_priced_each_and_refused_whole_for_one_bad_item():
     response = batch(first.number, second.number)
     assert response.status_code == 201
     assert response.json()["amount"] == "50.00"
+
+
+# --- what the apps do with payments opened here ----------------------------------------------
+def run_subscribers(event_type: str, payment_id: str) -> None:
+    """Every in-project subscriber the relay would enqueue for the newest such event, in this
+    thread, as the worker would (the e2e tests use the worker)."""
+    row = OutboxEvent.objects.filter(type=event_type, data__payment_id=payment_id).order_by("-seq").first()
+    event = Event.from_envelope(row.envelope)
+    for subscriber in subscribers_for(event_type):
+        if subscriber.accepts(event.data) and not subscriber.name.startswith("tests."):
+            subscriber.func(event)
+
+
+def batch(customer, purpose: str, *item_ids: str):
+    return client_for(customer).post(
+        "/api/payments/batch",
+        {"purpose": purpose, "item_ids": list(item_ids)},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()),
+    )
+
+
+def test_a_batch_of_booking_deposits_leaves_each_booking_deposit_paid():
+    customer = UserFactory()
+    first = a_booking(customer)
+    second = bookings.booking_hold(
+        customer_id=customer.pk, resource_id=first.resource_id, starts_at=local(4, 10), ends_at=local(4, 12)
+    )
+    response = batch(customer, "booking", first.public_id, second.public_id)
+    assert response.status_code == 201 and response.json()["amount"] == "48.00"
+    payment = Payment.objects.get(public_id=response.json()["id"])
+
+    gateway_reports(payment, Status.SUCCEEDED)
+    run_subscribers("payment.completed", payment.public_id)
+
+    for booking in (first, second):
+        booking.refresh_from_db()
+        assert (booking.status, booking.payment_status) == ("confirmed", "deposit_paid")
+        assert booking.payment_id == payment.pk
+        assert Payment.objects.get(pk=booking.payment.pk).status == "succeeded"
+    assert not Refund.objects.exists()
+
+
+def test_a_refund_of_one_order_of_a_batch_leaves_the_other_paid(celery_app_without_worker):
+    customer = UserFactory()
+    kept, returned = an_order(customer), an_order(customer)
+    payment = Payment.objects.get(
+        public_id=batch(customer, "order", kept.number, returned.number).json()["id"]
+    )
+    gateway_reports(payment, Status.SUCCEEDED)
+    run_subscribers("payment.completed", payment.public_id)
+    allocation = payment.allocations.get(purpose_id=returned.number)
+    refund = payments.refund_reserve(
+        payment_id=payment.pk,
+        amount=None,
+        reason="returned",
+        idempotency_key="r-1",
+        requested_by_id=None,
+        allocation_id=allocation.pk,
+    )
+    payments.refund_apply_result(
+        refund_id=refund.pk, result=RefundResult("re-1", Status.SUCCEEDED, refund.amount, refund.currency)
+    )
+
+    run_subscribers("payment.refunded", payment.public_id)
+
+    kept.refresh_from_db()
+    returned.refresh_from_db()
+    assert (kept.status, returned.status) == ("paid", "refunded")
+    assert not kept.audit.filter(note__contains="refund").exists()
+
+
+def test_cancelling_an_order_closes_every_payment_opened_for_it(settings):
+    customer = UserFactory()
+    order = an_order(customer)
+    assert pay_for(customer, "order", order.number).json()["id"] == order.payment.public_id  # reused
+    settings.PAYMENT_ENV = "test"  # gateways as asked: a second payment, at another gateway
+    elsewhere = policy.payment_open(
+        customer_id=customer.pk, purpose="order", item_ids=[order.number], gateway="paystack"
+    )
+    assert elsewhere.pk != order.payment_id
+
+    orders.order_cancel(order_id=order.pk, actor="customer")
+
+    assert list(
+        Payment.objects.filter(pk__in=[order.payment_id, elsewhere.pk]).values_list("status", flat=True)
+    ) == [
+        "expired",
+        "expired",
+    ]

@@ -1,5 +1,6 @@
 """Registered purposes and allocations: payments prices items itself and refuses what cannot be paid."""
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -239,3 +240,90 @@ def test_registering_two_purposes_of_one_name_is_an_error():
 
     with pytest.raises(ValueError, match="two purposes"):
         purposes.register(Impostor())
+
+
+def test_a_completion_stands_when_only_another_items_part_was_refunded(celery_app_without_worker):
+    customer = UserFactory()
+    first, second = GadgetFactory(customer=customer), GadgetFactory(customer=customer)
+    payment = paid(open_for(customer, first, second))
+    first_allocation = payment.allocations.get(purpose_id=first.code)
+    refund = services.refund_reserve(
+        payment_id=payment.pk,
+        amount=None,
+        reason="first one broken",
+        idempotency_key="r-1",
+        requested_by_id=None,
+        allocation_id=first_allocation.pk,
+    )
+    services.refund_apply_result(
+        refund_id=refund.pk, result=RefundResult("re-1", Status.SUCCEEDED, refund.amount, "USD")
+    )
+    assert Payment.objects.get(pk=payment.pk).status == "partially_refunded"
+
+    second_part = policy.completion_claim(payment_id=payment.public_id, purpose="gadget", item_id=second.code)
+    first_part = policy.completion_claim(payment_id=payment.public_id, purpose="gadget", item_id=first.code)
+
+    assert second_part.succeeded  # the second gadget's money is all there
+    assert not first_part.succeeded  # the first's went back
+
+
+def test_each_allocation_keeps_the_kind_its_item_was_priced_with(monkeypatch):
+    customer = UserFactory()
+    deposit, full = GadgetFactory(customer=customer), GadgetFactory(customer=customer)
+    priced = purposes.PURPOSES["gadget"].payables
+
+    def with_a_deposit(item_ids):
+        found = priced(item_ids)
+        found[deposit.code] = dataclasses.replace(found[deposit.code], kind="deposit")
+        return found
+
+    monkeypatch.setattr(purposes.PURPOSES["gadget"], "payables", with_a_deposit)
+    payment = paid(open_for(customer, deposit, full))
+
+    assert payment.kind == "full"  # the items' kinds differ
+    assert dict(payment.allocations.values_list("purpose_id", "kind")) == {
+        deposit.code: "deposit",
+        full.code: "full",
+    }
+    claimed = policy.completion_claim(payment_id=payment.public_id, purpose="gadget", item_id=deposit.code)
+    assert claimed.kind == "deposit"
+    data = OutboxEvent.objects.get(type="payment.completed").data
+    assert {a["purpose_id"]: a["kind"] for a in data["allocations"]} == {
+        deposit.code: "deposit",
+        full.code: "full",
+    }
+
+
+def test_only_payments_for_the_item_alone_are_closed_with_it():
+    customer = UserFactory()
+    first, second = GadgetFactory(customer=customer), GadgetFactory(customer=customer)
+    alone = open_for(customer, first)
+    shared = open_for(customer, first, second)
+
+    assert policy.item_payments_close(purpose="gadget", item_id=first.code) == [alone.public_id]
+
+    assert Payment.objects.get(pk=alone.pk).status == "expired"
+    assert Payment.objects.get(pk=shared.pk).status == "created"  # still pays the second gadget
+
+
+def test_an_item_knows_a_payment_for_it_succeeded_before_its_completion_is_applied():
+    gadget = GadgetFactory()
+    assert not policy.item_payment_received(purpose="gadget", item_id=gadget.code)
+    payment = paid(open_for(gadget.customer, gadget))
+    assert policy.item_payment_received(purpose="gadget", item_id=gadget.code)
+
+    policy.completion_accept(
+        policy.completion_claim(payment_id=payment.public_id, purpose="gadget", item_id=gadget.code)
+    )
+    assert not policy.item_payment_received(purpose="gadget", item_id=gadget.code)  # applied
+
+
+def test_a_long_item_id_still_gets_a_refund_key(celery_app_without_worker):
+    gadget = GadgetFactory(code="g" * 100)  # an item id as long as an allocation takes
+    payment = paid(open_for(gadget.customer, gadget))
+    allocation = payment.allocations.get()
+
+    outcome = policy.allocation_refund(allocation_id=allocation.pk, reason="x", cause="a-rather-long-cause")
+
+    assert outcome.requested
+    assert Refund.objects.get().idempotency_key.startswith("gadget:" + "g" * 100)

@@ -70,6 +70,7 @@ def test_create_publishes_payment_created_with_the_documented_data():
             "purpose_id": allocation.purpose_id,
             "amount": "75.00",
             "refunded_amount": "0.00",
+            "kind": "full",
             "outcome": "open",
         }
     ]

@@ -24,7 +24,7 @@ class Gadget(models.Model):
         SOLD = "sold"
         WITHDRAWN = "withdrawn"
 
-    code = models.CharField(max_length=40, unique=True)
+    code = models.CharField(max_length=100, unique=True)
     # A plain id: this app has no migrations, so its tables are made before the users' table.
     customer_id = models.IntegerField()
     price = models.DecimalField(max_digits=14, decimal_places=3)
