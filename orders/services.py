@@ -3,8 +3,9 @@ orders.transitions, writes an audit row and publishes an order.* event.
 
 Locks are taken in one order everywhere: cart, then order, then the payment and its
 allocation (payments.policy) when the order reads or changes it, then variants (by primary
-key), so concurrent checkouts, payments and expiries cannot deadlock. How an order's payment is opened, closed and refunded is payments' policy
-(payments.policy); orders decides only what the order does.
+key), so concurrent checkouts, payments and expiries cannot deadlock. How an order's
+payment is opened, closed and refunded is payments' policy (payments.policy); orders
+decides only what the order does.
 """
 
 from datetime import timedelta
