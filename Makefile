@@ -2,9 +2,12 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-WEB_PORT ?= 8000
-FLOWER_PORT ?= 5555
-export WEB_PORT FLOWER_PORT
+# Every target but `test` runs its commands in the configuration of `make run`: the
+# environment, with .env filling in what it leaves unset (scripts/dotenv.py, the settings'
+# own rule). So `make smoke` in a second shell sees the services `make run` uses when they
+# are in .env, or given to both. `make test` reads TEST_* only (config/settings/test.py).
+WITH_ENV := $(PY) scripts/dotenv.py
+SMOKE_TIMEOUT ?= 30
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: run test install lint format bench smoke clean
@@ -21,26 +24,24 @@ install: $(VENV)/.installed
 	$(PYTHON) scripts/init_env.py
 
 ## run: install, migrate, load demo data, then start web, worker, beat and Flower (Ctrl-C stops all)
+## (honcho gets the merged environment and no .env: reading .env itself, it would let .env win)
 run: install .env
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) manage.py setup_periodic_tasks
-	$(PY) manage.py load_demo
+	$(WITH_ENV) $(PY) manage.py migrate --noinput
+	$(WITH_ENV) $(PY) manage.py collectstatic --noinput -v 0
+	$(WITH_ENV) $(PY) manage.py setup_periodic_tasks
+	$(WITH_ENV) $(PY) manage.py load_demo
 	@echo ""
-	@echo "API docs:  http://127.0.0.1:$(WEB_PORT)/api/docs/"
-	@echo "Admin:     http://127.0.0.1:$(WEB_PORT)/admin/   (demo staff user above)"
-	@echo "Flower:    http://127.0.0.1:$(FLOWER_PORT)/   (FLOWER_BASIC_AUTH in .env: $$(grep ^FLOWER_BASIC_AUTH .env | cut -d= -f2))"
-	@echo "Health:    http://127.0.0.1:$(WEB_PORT)/readyz"
-	@echo ""
-	$(VENV)/bin/honcho start
+	@$(WITH_ENV) $(PY) manage.py show_config --urls
+	$(WITH_ENV) $(VENV)/bin/honcho start --env /dev/null
 
-## test: the whole suite against PostgreSQL, RabbitMQ and Redis on localhost
+## test: the whole suite against PostgreSQL, RabbitMQ and Redis on localhost (TEST_* variables only)
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest --ds=config.settings.test
 
 ## smoke: with `make run` going, send a task through the broker and wait for its effect
+## (prints the broker and database it uses)
 smoke: install
-	$(PY) manage.py celery_roundtrip
+	$(WITH_ENV) $(PY) manage.py celery_roundtrip --timeout $(SMOKE_TIMEOUT)
 
 ## lint: ruff, and the import contracts in pyproject.toml (which app may import which)
 lint: install

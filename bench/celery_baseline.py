@@ -11,7 +11,8 @@ What runs
   JSON, late acks, prefetch multiplier 1, publisher confirms, no task events (Flower turns them on),
   Django JSON logging at LOG_LEVEL (INFO unless --log-level). Settings default to
   config.settings.test (the local RabbitMQ); --broker overrides the broker URL for this
-  process and the worker (CELERY_BROKER_URL).
+  process and the worker (TEST_CELERY_BROKER_URL, the only broker variable the test settings
+  read).
   The queue is `bench` (bench/tasks.py), declared like the project's queues with
   `config.celery.work_queue` (durable, dead-lettered to `dlx`, with its `bench.dlq`); both
   are purged before the run and after it.
@@ -93,15 +94,15 @@ def log(message: str) -> None:
 def load_project(broker: str | None = None) -> Any:
     """Import the project's Celery app and the bench tasks; returns the `bench.tasks` module.
 
-    DJANGO_SETTINGS_MODULE defaults to config.settings.test. A broker URL given here wins
-    over the settings (Celery reads CELERY_BROKER_URL from the environment first), for this
-    process and for the worker, which inherits the environment.
+    DJANGO_SETTINGS_MODULE defaults to config.settings.test, which takes its broker from
+    TEST_CELERY_BROKER_URL only. A broker URL given here is put there, for this process and
+    for the worker, which inherits the environment.
     """
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
     if broker:
-        os.environ["CELERY_BROKER_URL"] = broker
+        os.environ["TEST_CELERY_BROKER_URL"] = broker
     from bench import tasks as bench_tasks
 
     if broker:
@@ -137,7 +138,7 @@ class Worker(BackgroundProcess):
             "--pool", "prefork", "--concurrency", str(concurrency), "-Q", queue,
             "-n", self.nodename, "--without-gossip", "--without-mingle",
         ]  # fmt: skip
-        extra = {"CELERY_BROKER_URL": app.conf.broker_url, "BENCH_QUEUE": queue, **(env or {})}
+        extra = {"TEST_CELERY_BROKER_URL": app.conf.broker_url, "BENCH_QUEUE": queue, **(env or {})}
         if log_level:
             extra["LOG_LEVEL"] = log_level
         super().__init__(command, extra)

@@ -2,7 +2,9 @@
 
 The queue topology (work queues, their dead-letter queues, the `dlx` exchange) is declared
 in core/queues.py. A task that fails for good (its retries spent) is rejected without
-requeue (task_acks_on_failure_or_timeout=False), so RabbitMQ moves it to <name>.dlq.
+requeue (task_acks_on_failure_or_timeout=False), so RabbitMQ moves it to <name>.dlq. A task
+that expired is not a failure: its message carries no RabbitMQ TTL (which would dead-letter
+it), and the worker drops it (core.queues.without_message_ttl).
 
 With no CELERY_BROKER_URL the embedded default is kombu's filesystem transport: real
 worker and beat processes, messages in files under var/broker (no dead-lettering there).
@@ -12,7 +14,14 @@ import os
 
 from celery import Celery, signals
 
-from core.queues import DEAD_LETTER_EXCHANGE, QUEUE_NAMES, dead_letter_queue, declare_topology, work_queue
+from core.queues import (
+    DEAD_LETTER_EXCHANGE,
+    QUEUE_NAMES,
+    dead_letter_queue,
+    declare_topology,
+    without_message_ttl,
+    work_queue,
+)
 
 # The topology's names stay importable from here (bench/ and tests use config.celery).
 __all__ = [
@@ -81,6 +90,10 @@ def _use_django_logging(**kwargs) -> None:
 @signals.worker_init.connect
 def _declare_on_worker_start(**kwargs) -> None:
     declare_topology()
+
+
+# `expires` is enforced by the worker, never by a RabbitMQ TTL that dead-letters (core/queues.py).
+signals.before_task_publish.connect(without_message_ttl, weak=False, dispatch_uid="core.without_message_ttl")
 
 
 @signals.task_postrun.connect

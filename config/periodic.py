@@ -3,7 +3,8 @@
 `manage.py setup_periodic_tasks` installs them into django-celery-beat's tables: it creates
 what is missing and never overwrites a schedule staff have changed in the admin (use
 `--reset` to put the declared schedules back). Every periodic task is idempotent and expires
-before its next run, so a late or doubled tick does no harm.
+before its next run, so a late or doubled tick does no harm. The worker drops an expired run;
+it never reaches a dead-letter queue (core/queues.py, `without_message_ttl`).
 """
 
 from django.conf import settings
@@ -24,10 +25,22 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         description="Deletes published events, processed markers and resolved dead letters past retention.",
     ),
     PeriodicTaskSpec(
+        name="core.idempotency.prune",
+        task="core.idempotency.prune",
+        every_seconds=3600,
+        description="Deletes Idempotency-Key records older than IDEMPOTENCY_RETENTION_HOURS.",
+    ),
+    PeriodicTaskSpec(
         name="payments.reconcile",
         task="payments.reconcile",
         every_seconds=300,
-        description="Re-verifies payments pending too long with their gateway; processes stranded webhooks.",
+        description="Re-verifies payments pending too long with their gateway; sends refunds no task sent.",
+    ),
+    PeriodicTaskSpec(
+        name="payments.webhooks_sweep",
+        task="payments.webhooks_sweep",
+        every_seconds=settings.PAYMENT_WEBHOOK_SWEEP_SECONDS,
+        description="Dispatches stored webhooks no task took (RabbitMQ was down...) or whose task was lost.",
     ),
     PeriodicTaskSpec(
         name="payments.expire_overdue",

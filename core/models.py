@@ -108,6 +108,9 @@ class IdempotencyRecord(models.Model):
 
     A retried request with the same key and the same body gets the stored answer; the same
     key with another body is refused. Answers of 5xx are not stored, so a retry tries again.
+    While the first request runs, `locked_until` is set: a duplicate gets 409
+    request_in_progress until it answers, or until the lock lapses (its process died).
+    Records are pruned IDEMPOTENCY_RETENTION_HOURS after they were created.
     """
 
     key = models.CharField(max_length=255)
@@ -117,6 +120,9 @@ class IdempotencyRecord(models.Model):
     resource_id = models.CharField(max_length=100, blank=True, help_text="What the first try created")
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
+    locked_until = models.DateTimeField(
+        null=True, blank=True, help_text="A request with this key is running until then (or answers)"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

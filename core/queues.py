@@ -7,6 +7,11 @@
 A task that fails for good (its retries spent) is rejected without requeue, so RabbitMQ
 moves it to <name>.dlq. config/celery.py builds the Celery app's queues from these; the
 event relay and subscribers use them through core without importing the Celery app.
+
+RabbitMQ also dead-letters a message whose per-message TTL runs out, and Celery turns a
+task's `expires` (beat gives every periodic task one) into such a TTL. So no task message
+carries one (`without_message_ttl`): the worker enforces `expires` itself, acknowledging
+and dropping a task that arrives too late, and a .dlq holds only real failures.
 """
 
 from celery import current_app
@@ -44,3 +49,15 @@ def declare_topology() -> None:
         for name in QUEUE_NAMES:
             work_queue(name)(channel).declare()
             dead_letter_queue(name)(channel).declare()
+
+
+def without_message_ttl(properties: dict | None = None, **kwargs) -> None:
+    """before_task_publish: drop the message TTL Celery derives from `expires`; keep `expires`.
+
+    The task's `expires` header stays, and the worker discards an expired task (acknowledged,
+    logged as "Discarding revoked task"). A TTL would make RabbitMQ dead-letter it instead:
+    every restart of the broker or the workers left an expired `core.events.sweep` on
+    events.dlq.
+    """
+    if properties is not None:
+        properties.pop("expiration", None)

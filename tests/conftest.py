@@ -34,6 +34,27 @@ def wait_for(
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or condition}")
 
 
+@contextlib.contextmanager
+def running_worker():
+    """A real Celery worker (threads pool, in this process) consuming every project queue.
+
+    For a test that publishes first and starts the worker afterwards; most use the
+    `celery_worker` fixture, which purges the queues before it starts one.
+    """
+    with start_worker(
+        celery_app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as worker:
+        # The event loop sleeps until its next timer (up to 10 s) and only then sees the
+        # request to stop: a 0.2 s timer makes the teardown prompt.
+        worker.hub.call_repeatedly(0.2, lambda: None)
+        yield worker
+
+
 @pytest.fixture
 def celery_worker(django_db_setup, django_db_blocker):
     """A real Celery worker (threads pool, in this process) consuming every project queue.
@@ -43,20 +64,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     One per test, so a test that runs its own worker process has the queues to itself.
     """
     celery_app.control.purge()  # nothing left over from earlier tests reaches this worker
-    with (
-        django_db_blocker.unblock(),
-        start_worker(
-            celery_app,
-            pool="threads",
-            concurrency=4,
-            perform_ping_check=False,
-            loglevel="WARNING",
-            shutdown_timeout=30,
-        ) as worker,
-    ):
-        # The event loop sleeps until its next timer (up to 10 s) and only then sees the
-        # request to stop: a 0.2 s timer makes the teardown prompt.
-        worker.hub.call_repeatedly(0.2, lambda: None)
+    with django_db_blocker.unblock(), running_worker() as worker:
         yield worker
 
 

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from here, not from a CDN
     "django_celery_beat",
     "core",
     "accounts",
@@ -146,34 +147,73 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="shop@localhost")
 PAYMENT_ENV = env("PAYMENT_ENV", default="mock")  # mock | test | production
 # The gateway of a payment that names none (with PAYMENT_ENV=mock every payment uses the sandbox).
 PAYMENT_DEFAULT_GATEWAY = env("PAYMENT_DEFAULT_GATEWAY", default="sandbox")
-# The public base URL of this site: payment pages and webhooks are addressed from it.
-SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
+
+
+def local_site_url() -> str:
+    """Where the Procfile's web process listens (WEB_BIND:WEB_PORT), as a URL on this host.
+
+    The default SITE_URL, so that `WEB_PORT=8010 make run` sends checkout pages and the
+    sandbox's webhooks to port 8010. A wildcard bind (0.0.0.0, ::) is reached on 127.0.0.1.
+    """
+    host = env("WEB_BIND", default="127.0.0.1").strip("[]")
+    if host in {"", "0.0.0.0", "::"}:  # noqa: S104 - recognising a wildcard, not binding to it
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{env.int('WEB_PORT', default=8000)}"
+
+
+# The public base URL of this site: payment pages and webhooks are addressed from it. Unset,
+# the web process's own address (WEB_BIND, WEB_PORT): right for `make run`, set it in production.
+SITE_URL = env("SITE_URL", default="") or local_site_url()
 PAYMENT_DEADLINE_MINUTES = env.int("PAYMENT_DEADLINE_MINUTES", default=30)  # unpaid after this: expired
 PAYMENT_REVERIFY_AFTER_MINUTES = env.int(
     "PAYMENT_REVERIFY_AFTER_MINUTES", default=10
 )  # pending this long: ask
 PAYMENT_REVERIFY_BATCH = env.int("PAYMENT_REVERIFY_BATCH", default=50)  # per gateway per pass (every 5 min)
+# Each gateway's API base URL: empty, the provider's own (by PAYMENT_ENV where it has a test
+# host); set it to reach the provider through a proxy, or a local fake in development.
 PAYMENT_GATEWAYS = {
     "sandbox": {"secret": env("SANDBOX_WEBHOOK_SECRET", default="")},
-    "paystack": {"secret_key": env("PAYSTACK_SECRET_KEY", default="")},
+    "paystack": {
+        "secret_key": env("PAYSTACK_SECRET_KEY", default=""),
+        "base_url": env("PAYSTACK_BASE_URL", default=""),
+    },
     "yookassa": {
         "shop_id": env("YOOKASSA_SHOP_ID", default=""),
         "secret_key": env("YOOKASSA_SECRET_KEY", default=""),
+        "base_url": env("YOOKASSA_BASE_URL", default=""),
     },
     "tinkoff": {
         "terminal_key": env("TINKOFF_TERMINAL_KEY", default=""),
         "password": env("TINKOFF_PASSWORD", default=""),
+        "base_url": env("TINKOFF_BASE_URL", default=""),
     },
     "sberpay": {
         "username": env("SBERPAY_USERNAME", default=""),
         "password": env("SBERPAY_PASSWORD", default=""),
         "callback_token": env("SBERPAY_CALLBACK_TOKEN", default=""),
+        "base_url": env("SBERPAY_BASE_URL", default=""),
     },
     "stripe": {
         "secret_key": env("STRIPE_SECRET_KEY", default=""),
         "webhook_secret": env("STRIPE_WEBHOOK_SECRET", default=""),
+        "base_url": env("STRIPE_BASE_URL", default=""),
     },
 }
+# Seconds every gateway call of one API request may take in all (tries, retries and their
+# pauses): a checkout answers 503 gateway_unavailable within it. Keep it below the web
+# server's request timeout (gunicorn --timeout 30 in the Procfile, compose and the Dockerfile).
+PAYMENT_GATEWAY_REQUEST_BUDGET_SECONDS = env.float("PAYMENT_GATEWAY_REQUEST_BUDGET_SECONDS", default=20.0)
+# A webhook whose claim the gateway's API does not bear out yet (it says pending, the webhook
+# says paid) is asked about this many times in all, this many seconds apart, then closed.
+PAYMENT_WEBHOOK_CONFIRM_ATTEMPTS = env.int("PAYMENT_WEBHOOK_CONFIRM_ATTEMPTS", default=3)
+PAYMENT_WEBHOOK_CONFIRM_INTERVAL_SECONDS = env.float("PAYMENT_WEBHOOK_CONFIRM_INTERVAL_SECONDS", default=15.0)
+# Beat's webhook sweep: every this many seconds, stored webhooks never dispatched (their kick
+# was lost, e.g. while the broker was down) get their task, and so do those dispatched longer
+# than PAYMENT_WEBHOOK_REDISPATCH_SECONDS ago and still unprocessed (longer than a task's retries).
+PAYMENT_WEBHOOK_SWEEP_SECONDS = env.int("PAYMENT_WEBHOOK_SWEEP_SECONDS", default=30)
+PAYMENT_WEBHOOK_REDISPATCH_SECONDS = env.int("PAYMENT_WEBHOOK_REDISPATCH_SECONDS", default=600)
 
 # --- REST framework and the OpenAPI schema ----------------------------------------------
 REST_FRAMEWORK = {
@@ -182,21 +222,25 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Query parameters are checked (core.drf): a bad filter, ordering, limit, offset or cursor is a 400.
+    "DEFAULT_PAGINATION_CLASS": "core.drf.LimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["core.drf.FilterBackend", "core.drf.OrderingFilter"],
+    # DRF's parsers, refusing a body over DATA_UPLOAD_MAX_MEMORY_SIZE with a 413.
+    "DEFAULT_PARSER_CLASSES": ["core.drf.JSONParser", "core.drf.FormParser", "core.drf.MultiPartParser"],
     # Anonymous and per-user limits let requests through while Redis is down; `auth` (logins) does not.
     "DEFAULT_THROTTLE_CLASSES": [
-        "core.api.FailOpenAnonRateThrottle",
-        "core.api.FailOpenUserRateThrottle",
-        "core.api.FailClosedScopedRateThrottle",
+        "core.drf.FailOpenAnonRateThrottle",
+        "core.drf.FailOpenUserRateThrottle",
+        "core.drf.FailClosedScopedRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("THROTTLE_ANON", default="120/min"),
         "user": env("THROTTLE_USER", default="600/min"),
         "auth": env("THROTTLE_AUTH", default="10/min"),
     },
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, documenting every error response as the Error component (core.openapi).
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -213,7 +257,15 @@ SPECTACULAR_SETTINGS = {
         # a resource's kind (hall, staff) is not a payment's kind (full, deposit)
         "ResourceKindEnum": "bookings.models.Resource.Kind",
         "KindEnum": "payments.models.Payment.Kind",
+        # a booking's payment status (unpaid, deposit_paid...) is not a payment's status
+        "BookingPaymentStatusEnum": "bookings.models.Booking.PaymentStatus",
     },
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files: no CDN, no @latest.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # ...and no badge from validator.swagger.io either.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 
@@ -259,13 +311,22 @@ EVENTS_BROKER_URL = env("EVENTS_BROKER_URL", default="")  # empty: the Celery br
 EVENTS_RELAY_BATCH_SIZE = env.int("EVENTS_RELAY_BATCH_SIZE", default=500)
 EVENTS_RELAY_TIME_BUDGET = env.float("EVENTS_RELAY_TIME_BUDGET", default=20.0)  # seconds per relay task
 EVENTS_RELAY_BACKOFF = env.float("EVENTS_RELAY_BACKOFF", default=1.0)  # first wait after a broker failure
-EVENTS_RELAY_MAX_BACKOFF = env.float("EVENTS_RELAY_MAX_BACKOFF", default=60.0)
+# At most this long between the relay's tries while the broker fails: once it is back, what
+# waits in the outbox goes out within this (plus EVENTS_SWEEP_SECONDS), well within a minute.
+EVENTS_RELAY_MAX_BACKOFF = env.float("EVENTS_RELAY_MAX_BACKOFF", default=30.0)
 EVENTS_CONFIRM_TIMEOUT = env.float("EVENTS_CONFIRM_TIMEOUT", default=10.0)
 EVENTS_KICK_DEDUP_SECONDS = env.int("EVENTS_KICK_DEDUP_SECONDS", default=5)
 EVENTS_SWEEP_SECONDS = env.int("EVENTS_SWEEP_SECONDS", default=5)
 EVENTS_LAG_WARNING_SECONDS = env.int("EVENTS_LAG_WARNING_SECONDS", default=60)
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)  # published outbox rows
 EVENTS_PROCESSED_RETENTION_DAYS = env.int("EVENTS_PROCESSED_RETENTION_DAYS", default=30)
+
+# --- Idempotency keys (core.idempotency; see docs/operations.md) ---------------------------
+# Hours a key and its stored answer are kept (beat's core.idempotency.prune deletes older ones).
+IDEMPOTENCY_RETENTION_HOURS = env.int("IDEMPOTENCY_RETENTION_HOURS", default=24)
+# Seconds a running request holds its key (others get 409) if it never answers: above the
+# web's 30 s request timeout, so only a process that died lets a retry run again.
+IDEMPOTENCY_LOCK_SECONDS = env.int("IDEMPOTENCY_LOCK_SECONDS", default=60)
 
 # --- Orders (orders; see docs/orders.md) -------------------------------------------------
 ORDER_PAYMENT_MINUTES = env.int("ORDER_PAYMENT_MINUTES", default=30)  # stock held this long for payment

@@ -1,11 +1,48 @@
-"""Tests run against the real PostgreSQL, RabbitMQ and Redis on localhost (override with env)."""
+"""Tests run against the real PostgreSQL, RabbitMQ and Redis on localhost (override with TEST_*).
 
-from .base import *  # noqa: F403
-from .base import REST_FRAMEWORK, cache_from_url, celery_broker, database_from_url, env
+Only TEST_* variables configure the test suite. The shell's service variables
+(DATABASE_URL, CELERY_BROKER_URL, REDIS_URL...), every other project variable and a .env
+file in the project directory are ignored, whatever DJANGO_READ_DOT_ENV says: `make test`
+has the same outcome in the shell that runs `make run` against real services as anywhere.
+"""
+
+import os
+
+import environ
+
+# Celery reads these from os.environ ahead of its configuration (celery.app.utils.Settings),
+# and the worker processes tests start inherit os.environ: take them out of this process.
+SHELL_SERVICE_VARIABLES = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_BROKER_READ_URL",
+    "CELERY_BROKER_WRITE_URL",
+    "CELERY_RESULT_BACKEND",
+    "REDIS_URL",
+    "EVENTS_BROKER_URL",
+    "RABBITMQ_MANAGEMENT_URL",
+)
+for _name in SHELL_SERVICE_VARIABLES:
+    os.environ.pop(_name, None)
+os.environ["DJANGO_READ_DOT_ENV"] = "0"  # nor do the processes the tests start read .env
+
+# The settings read the environment through django-environ only: while this module and base.py
+# are imported they see the TEST_* variables alone (hence no .env, every other setting at its
+# default); the real environment is put back at the end, for config.settings.bench.
+# LOG_LEVEL changes what is logged, never an outcome (the benchmarks set it for their workers).
+PASSED_THROUGH = ("LOG_LEVEL",)
+TEST_ENVIRONMENT = {
+    name: value for name, value in os.environ.items() if name.startswith("TEST_") or name in PASSED_THROUGH
+}
+_shell_environment = environ.Env.ENVIRON
+environ.Env.ENVIRON = {**TEST_ENVIRONMENT, "DJANGO_READ_DOT_ENV": "0"}
+
+from .base import *  # noqa: E402, F403
+from .base import REST_FRAMEWORK, cache_from_url, celery_broker, database_from_url, env  # noqa: E402
 
 DEBUG = False
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-only-insecure-key")
+SECRET_KEY = "test-only-insecure-key"  # noqa: S105 - tests only
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 
 DATABASES = {
@@ -29,3 +66,5 @@ REST_FRAMEWORK = {
     **REST_FRAMEWORK,
     "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "user": "10000/min", "auth": "10000/min"},
 }
+
+environ.Env.ENVIRON = _shell_environment

@@ -3,16 +3,24 @@
 import itertools
 import json
 import uuid
+from datetime import datetime, timedelta
+from io import StringIO
 
 import pytest
+from celery.signals import task_prerun, task_revoked
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 from kombu import Queue
 
 from config.celery import app
 from core.logging import request_id_var
 from core.models import Heartbeat
-from core.queues import QUEUE_NAMES, dead_letter_queue
+from core.queues import QUEUE_NAMES, dead_letter_queue, work_queue
 from core.tasks import heartbeat
-from tests.conftest import wait_for
+from tests.conftest import running_worker, wait_for
 from tests.core.tasks import always_transient, record_request_id
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -81,13 +89,80 @@ def test_request_id_travels_from_the_publisher_into_the_task(celery_worker, redi
     assert wait_for(lambda: redis_client.get(key), what="the task's record") == b"req-abc-123"
 
 
-def test_celery_roundtrip_command_sees_the_worker(celery_worker):
-    from io import StringIO
-
-    from django.core.management import call_command
-
+def test_celery_roundtrip_command_sees_the_worker_and_says_which_broker_and_database(celery_worker):
     out = StringIO()
     call_command("celery_roundtrip", "--timeout", "20", stdout=out)
 
     assert "round trip ok" in out.getvalue()
     assert Heartbeat.objects.filter(name="roundtrip").exists()
+    broker = app.conf.broker_url.replace("guest:guest@", "guest:**@")
+    assert f"broker:   {broker}" in out.getvalue()
+    assert f"/{connection.settings_dict['NAME']}" in out.getvalue()
+
+
+def test_a_worker_process_runs_a_task_from_the_test_broker_into_the_test_database(worker_processes):
+    worker_processes("default")
+    name = f"process-{uuid.uuid4().hex[:8]}"
+
+    heartbeat.delay(name)
+
+    wait_for(lambda: Heartbeat.objects.filter(name=name).exists(), what="the worker process's heartbeat row")
+
+
+def _queued(queue: Queue, task_id: str) -> dict | None:
+    """The properties and headers of the task's message on `queue`, left where it was."""
+    with app.connection_for_read() as conn:
+        bound = queue(conn.default_channel)
+        seen = []
+        try:
+            while (message := bound.get(no_ack=False)) is not None:
+                seen.append(message)
+                if message.headers.get("id") == task_id:
+                    return {"properties": dict(message.properties), "headers": dict(message.headers)}
+        finally:
+            for message in seen:
+                message.requeue()
+    return None
+
+
+def test_an_expired_periodic_task_is_dropped_by_the_worker_never_dead_lettered():
+    """Beat publishes core.events.sweep with `expires`; no worker takes it in time (RabbitMQ or
+    the workers restarting). It must not end on events.dlq: the worker drops it, acknowledged."""
+    app.control.purge()
+    _drain(dead_letter_queue("events"))
+    call_command("setup_periodic_tasks", stdout=StringIO())
+    PeriodicTask.objects.filter(name="core.events.sweep").update(expire_seconds=1)
+    entry = ModelEntry(PeriodicTask.objects.get(name="core.events.sweep"), app=app)
+    revoked, started = {}, set()
+
+    def on_revoked(request=None, expired=None, **kwargs):
+        revoked[request.id] = expired
+
+    def on_prerun(task_id=None, **kwargs):
+        started.add(task_id)
+
+    task_revoked.connect(on_revoked, weak=False)
+    task_prerun.connect(on_prerun, weak=False)
+    try:
+        result = DatabaseScheduler(app=app, lazy=True).apply_async(entry, advance=False)
+
+        queued = _queued(work_queue("events"), result.id)
+        assert queued is not None, "beat's message is not on the events queue"
+        assert "expiration" not in queued["properties"]  # no RabbitMQ TTL, hence no dead-lettering
+        expires = datetime.fromisoformat(queued["headers"]["expires"])
+        assert expires <= timezone.now() + timedelta(seconds=1)  # Celery's expires is still there
+        # Past its expiry (a TTL would have dead-lettered it by now) it still waits for a worker.
+        wait_for(lambda: timezone.now() > expires + timedelta(seconds=0.5), timeout=5, what="the expiry")
+        assert _queued(work_queue("events"), result.id) is not None
+        assert not [m for m in _drain(dead_letter_queue("events")) if m.headers.get("id") == result.id]
+
+        with running_worker():
+            wait_for(lambda: result.id in revoked, what="the worker to drop the expired task")
+    finally:
+        task_revoked.disconnect(on_revoked)
+        task_prerun.disconnect(on_prerun)
+
+    assert revoked[result.id] is True  # dropped as expired
+    assert result.id not in started  # and never run
+    assert _queued(work_queue("events"), result.id) is None  # acknowledged
+    assert not [m for m in _drain(dead_letter_queue("events")) if m.headers.get("id") == result.id]
