@@ -2,11 +2,18 @@
 
 Payment gateways use it (payments.gateways.http binds it to GatewayError), and so can any
 other integration (an SMS or e-mail provider's API).
+
+A caller with a deadline of its own (a web request must answer before the server's timeout)
+gives its calls a time budget: `deadline=` on one call, or `with time_budget(seconds):` around
+code that makes several, however deep. Each try then waits at most for what is left, and no
+retry starts that could not finish in time: the call fails as transient instead.
 """
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import requests
@@ -17,6 +24,25 @@ logger = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 DEFAULT_TIMEOUT = (3.05, 15.0)  # connect, read: seconds
+MIN_TRY_SECONDS = 0.1  # less than this left of a budget: no new try is started
+
+# time.monotonic() by which the calls made in this context must be done (None: no budget).
+_deadline: ContextVar[float | None] = ContextVar("core_http_deadline", default=None)
+
+
+@contextmanager
+def time_budget(seconds: float) -> Iterator[float]:
+    """Every HTTPClient call made inside shares one deadline, `seconds` from now (nested budgets:
+    the earlier deadline wins). Yields the deadline, in time.monotonic() terms."""
+    deadline = time.monotonic() + seconds
+    outer = _deadline.get()
+    if outer is not None:
+        deadline = min(deadline, outer)
+    token = _deadline.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _deadline.reset(token)
 
 
 class HTTPError(Exception):
@@ -40,6 +66,10 @@ class HTTPClient:
     or a 408/425/429/5xx answer, waiting `backoff`, 2 x `backoff`, ... between tries. Any
     other call is tried once. Whatever still fails raises `error(..., transient=True)`;
     other 4xx answers are returned for the caller to interpret.
+
+    Within a deadline (`deadline=`, or the enclosing time_budget), each try's connect and
+    read timeouts are cut to the time left, and a retry that would start too late is not
+    made. The read timeout bounds each wait for the server's next bytes, as in requests.
 
     A subclass overrides `error` to raise its own exception type, and `user_agent`.
     """
@@ -81,13 +111,19 @@ class HTTPClient:
         data: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
     ) -> requests.Response:
+        """One call; `deadline` (time.monotonic()) bounds it and its retries, as does time_budget."""
         url = f"{self.base_url}/{path.lstrip('/')}"
+        budget = _deadline.get()
+        if deadline is None or (budget is not None and budget < deadline):
+            deadline = budget
         attempts = 1 + (self.retries if retry_safe else 0)
         for attempt in range(1, attempts + 1):
+            timeout = self._timeout_within(deadline, method, path, attempt)
             try:
                 response = self.session.request(
-                    method, url, json=json, data=data, params=params, headers=headers, timeout=self.timeout
+                    method, url, json=json, data=data, params=params, headers=headers, timeout=timeout
                 )
             except (requests.Timeout, requests.ConnectionError) as exc:
                 error = self.error(f"{self.name}: {type(exc).__name__} on {method} {path}", transient=True)
@@ -104,8 +140,28 @@ class HTTPClient:
                 extra={"service": self.name, "path": path, "attempt": attempt, "error": str(error)},
             )
             if attempt < attempts:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                pause = self.backoff * 2 ** (attempt - 1)
+                if deadline is not None and time.monotonic() + pause + MIN_TRY_SECONDS > deadline:
+                    raise self.error(
+                        f"{error}; no time left in the budget to try again",
+                        transient=True,
+                        status=getattr(error, "status", None),
+                    )
+                time.sleep(pause)
         raise error
+
+    def _timeout_within(
+        self, deadline: float | None, method: str, path: str, attempt: int
+    ) -> tuple[float, float]:
+        """The (connect, read) timeouts of a try: ours, cut to what is left before `deadline`."""
+        if deadline is None:
+            return self.timeout
+        left = deadline - time.monotonic()
+        if left < MIN_TRY_SECONDS:
+            raise self.error(
+                f"{self.name}: no time left in the budget for {method} {path} (try {attempt})", transient=True
+            )
+        return (min(self.timeout[0], left), min(self.timeout[1], left))
 
     def json(self, response: requests.Response) -> Any:
         try:

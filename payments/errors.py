@@ -17,6 +17,9 @@ class PaymentErrorCode(StrEnum):
     # The gateway, at checkout.
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
     GATEWAY_REFUSED = "gateway_refused"
+    # Webhooks.
+    BAD_SIGNATURE = "bad_signature"  # unsigned, forged, or not a notification at all
+    MALFORMED_WEBHOOK = "malformed_webhook"  # not text, or signed but not a notification we can read
     # Refunds.
     NOT_REFUNDABLE = "not_refundable"
     REFUND_TOO_LARGE = "refund_too_large"

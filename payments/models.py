@@ -200,14 +200,50 @@ class RefundShare(models.Model):
 
 
 class WebhookEvent(models.Model):
-    """The raw inbox: every webhook as received, stored before anything is applied."""
+    """The raw inbox: every webhook as received, stored before anything is applied.
+
+    `body` is the text as received. A body that is not text a gateway sends (NUL bytes, not
+    UTF-8) is refused and kept anyway: `body` shows it with NUL as \\x00 and every byte that is
+    not UTF-8 as \\xNN (PostgreSQL text cannot hold NUL), and `raw_body` keeps the bytes.
+
+    `proof` says why a webhook may be believed: its signature, or, at a gateway that signs
+    nothing (YooKassa), the gateway's API confirming what it claims (`claimed_status`). Only a
+    proven one has `signature_valid` and so holds the (gateway, event_id) de-duplication key:
+    an unsigned notice waiting for its confirmation, or contradicted, never blocks the real one.
+    """
+
+    class Proof(models.TextChoices):
+        NONE = "none", "refused: not authenticated or not readable"
+        SIGNATURE = "signature", "signed by the gateway"
+        UNCONFIRMED = "unconfirmed", "unsigned: waiting for the gateway's API to confirm it"
+        CONFIRMED = "confirmed", "unsigned: the gateway's API confirmed it"
+        REPEATED = "repeated", "unsigned: confirmed, but the same event was confirmed before"
+        CONTRADICTED = "contradicted", "unsigned: the gateway's API did not confirm it"
 
     gateway = models.CharField(max_length=20)
     event_id = models.CharField(max_length=200, help_text="The gateway's id of the event (or one derived).")
     headers = models.JSONField(default=dict)
     body = models.TextField()
+    raw_body = models.BinaryField(
+        null=True, blank=True, help_text="The bytes as received, when `body` cannot hold them exactly"
+    )
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    signature_valid = models.BooleanField()
+    signature_valid = models.BooleanField(
+        help_text="Proven (signed, or confirmed by the gateway's API): it holds its event id"
+    )
+    proof = models.CharField(
+        max_length=12, choices=Proof.choices, default=Proof.SIGNATURE, db_default=Proof.SIGNATURE
+    )
+    claimed_status = models.CharField(
+        max_length=30,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="What the webhook says happened (never applied as such)",
+    )
+    checks = models.PositiveSmallIntegerField(
+        default=0, db_default=0, help_text="Answers of the gateway's API about it"
+    )
     reference = models.CharField(max_length=100, blank=True, help_text="The payment's gateway reference")
     dispatched_at = models.DateTimeField(
         null=True, blank=True, help_text="When a task was sent to process it"
@@ -225,9 +261,22 @@ class WebhookEvent(models.Model):
                 fields=["gateway", "event_id"], condition=Q(signature_valid=True), name="webhook_event_once"
             )
         ]
+        # The sweep's work list: accepted webhooks not processed yet (refused ones never are).
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                condition=Q(processed_at__isnull=True) & (Q(signature_valid=True) | Q(proof="unconfirmed")),
+                name="webhook_unprocessed",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.gateway} {self.event_id}"
+
+    @property
+    def body_bytes(self) -> bytes:
+        """The body as received (as much of it as was kept)."""
+        return bytes(self.raw_body) if self.raw_body is not None else self.body.encode()
 
 
 class SandboxCharge(models.Model):

@@ -2,12 +2,13 @@
 
 Each pass is bounded (a batch per gateway), idempotent, and safe to run while another pass
 or a webhook works on the same payment: every change goes through the services, under the
-payment's row lock.
+payment's row lock. Tasks are sent by name (payments.tasks imports this module).
 """
 
 import logging
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from payments import services
 from payments.gateways.base import GatewayError
-from payments.models import Payment, WebhookEvent
+from payments.models import Payment, Refund, WebhookEvent
 from payments.registry import GATEWAY_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,6 @@ def payments_reverify_stale() -> int:
     At most PAYMENT_REVERIFY_BATCH per gateway per pass: a gateway's API rate limit is
     respected however many payments are waiting.
     """
-    from payments.tasks import payment_verify
-
     stale_before = timezone.now() - timedelta(minutes=settings.PAYMENT_REVERIFY_AFTER_MINUTES)
     queued = 0
     for gateway in GATEWAY_CLASSES:
@@ -43,7 +42,7 @@ def payments_reverify_stale() -> int:
         # Rotate: a payment still pending after its check goes to the back of the line.
         Payment.objects.filter(pk__in=ids).update(reverify_queued_at=timezone.now())
         for payment_id in ids:
-            payment_verify.delay(payment_id)
+            current_app.send_task("payments.payment_verify", args=[payment_id])
             queued += 1
     return queued
 
@@ -74,10 +73,16 @@ def payments_expire_overdue(*, limit: int = 200) -> int:
     return expired
 
 
-def _dispatch(queryset, limit: int) -> int:
-    """Claim rows (skipping those another pass holds) and give each a processing task."""
-    from payments.tasks import webhook_process
+# Accepted webhooks still to be processed: proven ones, and unsigned ones awaiting confirmation.
+_ACCEPTED = Q(signature_valid=True) | Q(proof=WebhookEvent.Proof.UNCONFIRMED)
 
+
+def _dispatch(queryset, limit: int) -> int:
+    """Claim rows (skipping those another pass holds) and give each a processing task.
+
+    The claim (dispatched_at) commits first; a row whose task the broker did not take is
+    released again, so the next sweep takes it at once rather than after a task's lifetime.
+    """
     with transaction.atomic():
         ids = list(
             queryset.order_by("received_at")
@@ -85,37 +90,41 @@ def _dispatch(queryset, limit: int) -> int:
             .values_list("pk", flat=True)[:limit]
         )
         WebhookEvent.objects.filter(pk__in=ids).update(dispatched_at=timezone.now())
-        for event_id in ids:
-            webhook_process.delay_on_commit(event_id)
+    for sent, event_id in enumerate(ids):
+        try:
+            current_app.send_task("payments.webhook_process", args=[event_id])
+        except Exception:
+            WebhookEvent.objects.filter(pk__in=ids[sent:]).update(dispatched_at=None)
+            logger.warning("could not dispatch webhooks; the next sweep will", exc_info=True)
+            return sent
     return len(ids)
 
 
 def webhooks_dispatch_stored(*, limit: int = 1000) -> int:
     """Give each stored, not yet dispatched webhook its task (kicked on receipt)."""
-    pending = WebhookEvent.objects.filter(
-        signature_valid=True, dispatched_at__isnull=True, processed_at__isnull=True
-    )
+    pending = WebhookEvent.objects.filter(_ACCEPTED, dispatched_at__isnull=True, processed_at__isnull=True)
     return _dispatch(pending, limit)
 
 
-def webhooks_sweep(*, older_than_seconds: int = 600, limit: int = 500) -> int:
-    """Dispatch again webhooks still unprocessed long after their last dispatch (a lost kick or task).
+def webhooks_sweep(*, older_than_seconds: float | None = None, limit: int = 500) -> int:
+    """Dispatch webhooks that are still unprocessed and were never dispatched (their kick was lost:
+    the broker was down, say) or were dispatched longer ago than `older_than_seconds`
+    (PAYMENT_WEBHOOK_REDISPATCH_SECONDS: their task was lost).
 
-    Older than a task's whole retry schedule, so that a webhook whose task is still retrying
-    is not given a second chain of retries.
+    That age is longer than a task's whole retry schedule, so that a webhook whose task is still
+    retrying is not given a second chain of retries.
     """
+    if older_than_seconds is None:
+        older_than_seconds = settings.PAYMENT_WEBHOOK_REDISPATCH_SECONDS
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    stranded = WebhookEvent.objects.filter(signature_valid=True, processed_at__isnull=True).filter(
-        Q(dispatched_at__lt=cutoff) | Q(dispatched_at__isnull=True, received_at__lt=cutoff)
+    stranded = WebhookEvent.objects.filter(_ACCEPTED, processed_at__isnull=True).filter(
+        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff)
     )
     return _dispatch(stranded, limit)
 
 
 def refunds_sweep(*, older_than_seconds: int = 120, limit: int = 200) -> int:
     """Send refunds reserved but never sent to the gateway (their task was lost after commit)."""
-    from payments.models import Refund
-    from payments.tasks import refund_execute
-
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     ids = list(
         Refund.objects.filter(status=Refund.Status.PENDING, sent_at__isnull=True, created_at__lt=cutoff)
@@ -123,5 +132,5 @@ def refunds_sweep(*, older_than_seconds: int = 120, limit: int = 200) -> int:
         .values_list("pk", flat=True)[:limit]
     )
     for refund_id in ids:
-        refund_execute.delay(refund_id)
+        current_app.send_task("payments.refund_execute", args=[refund_id])
     return len(ids)

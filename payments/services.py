@@ -14,13 +14,14 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from core import events
+from core import events, http
 from core.errors import BusinessRuleViolation, InvalidInput, Unavailable
 from core.money import MoneyError, exponent, quantize
 from payments.errors import PaymentErrorCode
-from payments.gateways.base import PaymentState, RefundResult, Status
+from payments.gateways.base import CheckoutRequest, GatewayError, PaymentState, RefundResult, Status
 from payments.models import Payment, PaymentAllocation, PaymentLedgerEntry, Refund, RefundShare
 from payments.purposes import Payable
+from payments.registry import gateway_for
 from payments.transitions import PAYMENT, REFUND
 
 EVENT_BY_STATUS = {
@@ -388,34 +389,6 @@ def refund_apply_result(*, refund_id: int, result: RefundResult | None, error: s
     return refund
 
 
-def webhook_verify(*, webhook_event_id: int) -> None:
-    """Confirm a stored webhook with the gateway's API and apply what the API says.
-
-    The webhook's own claims are never applied: only verify()'s answer is. Raises
-    GatewayError(transient=True) for the caller to retry; a refusal is kept on the event.
-    """
-    from payments.models import WebhookEvent
-    from payments.registry import gateway_for
-
-    event = WebhookEvent.objects.select_related("payment").get(pk=webhook_event_id)
-    if event.processed_at:
-        return
-    if event.payment is None:
-        event.payment = Payment.objects.filter(
-            gateway=event.gateway, gateway_reference=event.reference
-        ).first()
-        if event.payment is None:
-            WebhookEvent.objects.filter(pk=event.pk).update(
-                processed_at=timezone.now(), error=f"no payment with reference {event.reference!r}"
-            )
-            return
-        WebhookEvent.objects.filter(pk=event.pk).update(payment=event.payment)
-    state = gateway_for(event.gateway).verify(event.payment.gateway_reference)
-    with transaction.atomic():
-        payment_apply_state(payment_id=event.payment_id, state=state, source=PaymentLedgerEntry.Source.VERIFY)
-        WebhookEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now(), error="")
-
-
 def payment_verify(*, payment_id: int) -> Payment:
     """Ask the gateway now (the API's /process, and reconciliation)."""
     from payments.registry import gateway_for
@@ -435,9 +408,6 @@ def payment_start_checkout(
     Raises GatewayError; the error is kept on the payment, which stays `created`, so the same
     call can be made again (the gateway de-duplicates by the payment's idempotency key).
     """
-    from payments.gateways.base import CheckoutRequest, GatewayError
-    from payments.registry import gateway_for
-
     payment = Payment.objects.get(pk=payment_id)
     if payment.status != Payment.Status.CREATED:
         return payment
@@ -476,16 +446,20 @@ def payment_checkout_open(
     A transient failure is a 503 (`gateway_unavailable`, not stored by an idempotent request,
     so the client's retry opens the checkout of the same payment); a refusal cancels the
     payment (payment.cancelled) and is a 422 (`gateway_refused`).
-    """
-    from payments.gateways.base import GatewayError
 
+    The gateway's calls share PAYMENT_GATEWAY_REQUEST_BUDGET_SECONDS (core.http.time_budget),
+    below the web server's request timeout: a gateway that hangs, or keeps failing, is a 503
+    in time rather than a killed request. The payment stays `created` for the retry; one never
+    retried expires at its deadline (payments.reconciliation).
+    """
     try:
-        return payment_start_checkout(
-            payment_id=payment_id,
-            return_url=return_url,
-            description=description,
-            customer_email=customer_email,
-        )
+        with http.time_budget(settings.PAYMENT_GATEWAY_REQUEST_BUDGET_SECONDS):
+            return payment_start_checkout(
+                payment_id=payment_id,
+                return_url=return_url,
+                description=description,
+                customer_email=customer_email,
+            )
     except GatewayError as exc:
         public_id = Payment.objects.values_list("public_id", flat=True).get(pk=payment_id)
         if exc.transient:

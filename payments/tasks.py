@@ -1,4 +1,8 @@
-"""Celery adapters for payments: fetch by id, call one service. Queue `payments`."""
+"""Celery adapters for payments: fetch by id, call one service. Queue `payments`.
+
+The modules these tasks call send tasks by name (current_app.send_task), so that this module
+can import them without a cycle.
+"""
 
 import logging
 import random
@@ -9,9 +13,11 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from payments import services
+from payments import reconciliation, services, webhooks
 from payments.gateways.base import GatewayError
-from payments.models import WebhookEvent
+from payments.gateways.sandbox import SIGNATURE_HEADER, sign
+from payments.models import SandboxCharge, WebhookEvent
+from payments.registry import gateway_for
 
 logger = logging.getLogger(__name__)
 GATEWAY_RETRY = {"acks_late": True, "max_retries": 6, "bind": True}
@@ -28,7 +34,11 @@ def _retry_transient(task, exc: GatewayError):
 @shared_task(name="payments.webhook_process", **GATEWAY_RETRY)
 def webhook_process(self, webhook_event_id: int) -> None:
     try:
-        services.webhook_verify(webhook_event_id=webhook_event_id)
+        webhooks.webhook_verify(webhook_event_id=webhook_event_id)
+    except webhooks.WebhookNotConfirmed as exc:
+        # Asked again a few times (the row counts them: PAYMENT_WEBHOOK_CONFIRM_ATTEMPTS),
+        # whatever retries of transient errors the task has used.
+        raise self.retry(exc=exc, countdown=exc.retry_in, max_retries=self.request.retries + 1) from exc
     except GatewayError as exc:
         WebhookEvent.objects.filter(pk=webhook_event_id).update(error=str(exc)[:2000])
         if not exc.transient or self.request.retries >= self.max_retries:
@@ -57,10 +67,6 @@ def payment_verify(self, payment_id: int) -> None:
 )
 def sandbox_webhook_deliver(reference: str) -> None:
     """Send the sandbox's signed webhook for a charge to this site, as a provider would."""
-    from payments.gateways.sandbox import SIGNATURE_HEADER, sign
-    from payments.models import SandboxCharge
-    from payments.registry import gateway_for
-
     gateway = gateway_for("sandbox")
     body = gateway.webhook_body(SandboxCharge.objects.get(reference=reference))
     url = settings.SITE_URL.rstrip("/") + reverse("payments:webhook", args=["sandbox"])
@@ -88,31 +94,30 @@ def refund_execute(self, refund_id: int) -> None:
 
 @shared_task(name="payments.reconcile", acks_late=True, acks_on_failure_or_timeout=True)
 def reconcile() -> None:
-    """Beat: re-verify stale pending payments; dispatch webhooks and refunds no task picked up."""
-    from payments import reconciliation
-
+    """Beat: re-verify stale pending payments; send refunds no task picked up."""
     queued = reconciliation.payments_reverify_stale()
-    swept = reconciliation.webhooks_sweep()
     refunds = reconciliation.refunds_sweep()
-    if queued or swept or refunds:
-        logger.info(
-            "payments reconciled",
-            extra={"reverify_queued": queued, "webhooks_swept": swept, "refunds_sent": refunds},
-        )
+    if queued or refunds:
+        logger.info("payments reconciled", extra={"reverify_queued": queued, "refunds_sent": refunds})
+
+
+@shared_task(name="payments.webhooks_sweep", acks_late=True, acks_on_failure_or_timeout=True)
+def webhooks_sweep() -> None:
+    """Beat, every PAYMENT_WEBHOOK_SWEEP_SECONDS: dispatch stored webhooks no task took (a kick lost
+    while the broker was down, say), and those whose task was lost long ago."""
+    swept = reconciliation.webhooks_sweep()
+    if swept:
+        logger.info("webhooks swept", extra={"webhooks_swept": swept})
 
 
 @shared_task(name="payments.expire_overdue", acks_late=True, acks_on_failure_or_timeout=True)
 def expire_overdue() -> None:
-    from payments import reconciliation
-
     expired = reconciliation.payments_expire_overdue()
     if expired:
         logger.info("payments expired", extra={"expired": expired})
 
 
-@shared_task(name="payments.webhooks_dispatch", acks_late=True, acks_on_failure_or_timeout=True)
+@shared_task(name=webhooks.DISPATCH_TASK, acks_late=True, acks_on_failure_or_timeout=True)
 def webhooks_dispatch() -> None:
     """Kicked after webhooks are stored: one processing task per stored, undispatched event."""
-    from payments import reconciliation
-
     reconciliation.webhooks_dispatch_stored()

@@ -116,6 +116,9 @@ class PaymentGateway(ABC):
     # True where the provider de-duplicates refunds by our idempotency key, so a refund that
     # timed out may simply be sent again; elsewhere staff must check before trying again.
     idempotent_refunds: bool = False
+    # False where the provider signs nothing (YooKassa): parse_webhook cannot tell a forged
+    # notice from a real one, so a notice takes its event id only once the API confirms it.
+    signs_webhooks: bool = True
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = config
@@ -131,7 +134,11 @@ class PaymentGateway(ABC):
 
     @abstractmethod
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
-        """Authenticate (raise WebhookAuthError) and parse one webhook request."""
+        """Authenticate (raise WebhookAuthError) and parse one webhook request.
+
+        Whatever the body and headers hold, it raises nothing but WebhookAuthError (not
+        authenticated) or GatewayError (authenticated but not a notification it can read).
+        """
 
     def webhook_reply(self, notice: WebhookNotice) -> WebhookReply:
         return WebhookReply()

@@ -199,5 +199,5 @@ class PaystackGateway(PaymentGateway):
         try:
             currency = str(data["currency"])
             return from_minor(data["amount"], currency), currency
-        except (KeyError, MoneyError) as exc:
+        except (KeyError, MoneyError, ArithmeticError) as exc:
             raise GatewayError(f"paystack: no usable amount in {dict(data)!r:.200}", transient=False) from exc

@@ -132,7 +132,7 @@ class SandboxGateway(PaymentGateway):
 
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
         given = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER.lower()), "")
-        if not given or not hmac.compare_digest(given, sign(body, self.secret)):
+        if not given or not hmac.compare_digest(given.encode(), sign(body, self.secret).encode()):
             raise WebhookAuthError("missing or wrong X-Sandbox-Signature")
         try:
             payload = json.loads(body)
@@ -145,5 +145,5 @@ class SandboxGateway(PaymentGateway):
                 currency=str(data["currency"]),
                 raw=payload,
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise WebhookAuthError(f"signed but malformed sandbox webhook: {exc}") from exc
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:  # Decimal("x"): InvalidOperation
+            raise WebhookAuthError(f"signed but malformed sandbox webhook: {exc!r:.200}") from exc

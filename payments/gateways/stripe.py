@@ -47,6 +47,7 @@ from payments.gateways.base import (
 )
 from payments.gateways.http import GatewayHTTP
 
+BASE_URL = "https://api.stripe.com"
 API_VERSION = "2024-06-20"  # needs >= 2022-11-15 for PaymentIntent.latest_charge
 SIGNATURE_TOLERANCE = 300  # seconds, Stripe's documented default
 REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
@@ -72,7 +73,7 @@ class StripeGateway(PaymentGateway):
         super().__init__(config)
         self.http = GatewayHTTP(
             self.name,
-            config.get("base_url", "https://api.stripe.com"),
+            config.get("base_url") or BASE_URL,
             timeout=config.get("timeout", DEFAULT_TIMEOUT),
             retries=config.get("retries", 2),
             headers={"Authorization": f"Bearer {config['secret_key']}", "Stripe-Version": API_VERSION},
@@ -148,26 +149,32 @@ class StripeGateway(PaymentGateway):
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
         signature = next((value for name, value in headers.items() if name.lower() == "stripe-signature"), "")
         _check_signature(signature, body, self.config.get("webhook_secret", ""), now=time.time())
-        event = json.loads(body)
-        target = event["data"]["object"]
-        if target.get("object") != "checkout.session":
+        try:
+            event = json.loads(body)
+            event_id, target = event["id"], event["data"]["object"]
+            if not isinstance(event_id, str) or not isinstance(target, dict):
+                raise TypeError("an event has a string id and an object")
+            if target.get("object") != "checkout.session":
+                return WebhookNotice(
+                    event_id=event_id,
+                    reference=str(target.get("id", "")),
+                    status_hint=None,
+                    amount=None,
+                    currency=None,
+                    raw=event,
+                )
+            currency = target["currency"].upper()
             return WebhookNotice(
-                event_id=event["id"],
-                reference=target.get("id", ""),
-                status_hint=None,
-                amount=None,
-                currency=None,
+                event_id=event_id,
+                reference=str(target["id"]),
+                status_hint=_event_hint(event["type"], target),
+                amount=from_minor(target["amount_total"], currency),
+                currency=currency,
                 raw=event,
             )
-        currency = target["currency"].upper()
-        return WebhookNotice(
-            event_id=event["id"],
-            reference=target["id"],
-            status_hint=_event_hint(event["type"], target),
-            amount=from_minor(target["amount_total"], currency),
-            currency=currency,
-            raw=event,
-        )
+        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
+            message = f"stripe: signed webhook is not an event: {exc!r:.200}"
+            raise GatewayError(message, transient=False) from exc
 
     def _session(self, reference: str, *, expand: str = "") -> dict[str, Any]:
         params = {"expand[]": expand} if expand else None

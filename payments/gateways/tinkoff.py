@@ -158,18 +158,27 @@ class TinkoffGateway(PaymentGateway):
         token = data.get("Token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise WebhookAuthError("tinkoff: notification has no Token")
-        if not hmac.compare_digest(tinkoff_token(data, self.password).encode(), token.lower().encode()):
+        try:
+            expected = tinkoff_token(data, self.password).encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate ("\\udc00") cannot have been signed
+            raise WebhookAuthError("tinkoff: notification is not text that can be signed") from exc
+        if not hmac.compare_digest(expected, token.lower().encode("utf-8", "replace")):
             raise WebhookAuthError("tinkoff: notification Token does not match")
         if "PaymentId" not in data:  # e.g. a card-binding notification: nothing to apply to a payment
             raise GatewayError("tinkoff: notification names no PaymentId", transient=False)
         status, amount = data.get("Status", ""), data.get("Amount")
+        if not isinstance(status, str):
+            raise GatewayError(f"tinkoff: notification Status {status!r:.50} is no text", transient=False)
         event_id = f"{data['PaymentId']}:{status}" + (f":{amount}" if status in PARTIAL else "")
-        has_amount = isinstance(amount, int) and not isinstance(amount, bool)
+        try:
+            amount = from_minor(amount, CURRENCY)
+        except (ValueError, ArithmeticError):  # none, or not minor units: verify() reads the amount
+            amount = None
         return WebhookNotice(
             event_id=event_id,
             reference=str(data["PaymentId"]),
             status_hint=PAYMENT_STATUSES.get(status, Status.PENDING) if status else None,
-            amount=from_minor(amount, CURRENCY) if has_amount else None,
+            amount=amount,
             currency=CURRENCY,
             raw=data,
         )
