@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from core.api import RedocView, SchemaView, SwaggerView
 from core.health import healthz, readyz
 from payments.views import sandbox_pay
 
@@ -15,8 +15,9 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("pay/sandbox/<str:reference>", sandbox_pay, name="sandbox-pay"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
     path("api/auth/", include("accounts.api.urls")),
     path("api/integrations/", include("core.urls")),
     path("api/", include("payments.api.urls")),
@@ -24,3 +25,10 @@ urlpatterns = [
     path("api/", include("bookings.api.urls")),
     path("api/notifications/", include("notifications.api.urls")),
 ]
+
+# Errors outside DRF (an unknown URL, a body too large, a crash) answer JSON under /api/ and
+# Django's pages elsewhere.
+handler400 = "core.api.bad_request"
+handler403 = "core.api.permission_denied"
+handler404 = "core.api.page_not_found"
+handler500 = "core.api.server_error"

@@ -1,17 +1,31 @@
-"""One DRF exception handler for the whole API: every error is {"code", "message", "extra"}."""
+"""The API's errors, in one shape: {"code", "message", "extra"}.
 
-import logging
+- `exception_handler` (DRF's EXCEPTION_HANDLER) renders every error a view raises;
+- the Django error views `bad_request`, `permission_denied`, `page_not_found` and
+  `server_error` (config/urls.py) answer JSON under /api/ and keep Django's pages elsewhere:
+  an unknown URL, a body too large read outside DRF, a crash;
+- the schema and documentation views answer their errors in JSON too, not in YAML or HTML.
+
+The classes REST_FRAMEWORK names (parsers, filters, pagination, rate limits) are core.drf;
+the OpenAPI side (the Error component on every error response) is core.openapi.
+"""
+
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
-from rest_framework import exceptions, status, throttling
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
+from django.views import defaults
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.errors import ApplicationError, Unavailable
+from core.drf import RequestTooLarge, too_large_message
+from core.errors import ApplicationError
+from core.logging import request_id_var
 
-logger = logging.getLogger(__name__)
+API_PREFIX = "/api/"
 
 
 def _first_message(detail: Any) -> str:
@@ -31,10 +45,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):  # Django's own check, e.g. on a form body
+        exc = RequestTooLarge(too_large_message())
 
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None  # an unexpected error: Django answers 500 and the log has the traceback
+        return None  # an unexpected error: server_error answers 500 and the log has the traceback
     if isinstance(exc, exceptions.ValidationError):
         body = {"code": "invalid", "message": _first_message(exc.detail), "extra": {"fields": exc.detail}}
         response.status_code = status.HTTP_400_BAD_REQUEST
@@ -51,42 +67,61 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
-class _FailOpen:
-    """A rate limit that lets requests through while its cache (Redis) cannot be reached.
-
-    The API's default: Redis is an optimisation, and reads and orders keep working without
-    it. The `auth` scope (logins) fails closed instead (FailClosedScopedRateThrottle).
-    """
-
-    def allow_request(self, request, view) -> bool:
-        try:
-            return super().allow_request(request, view)
-        except Exception:
-            logger.warning("rate-limit cache unavailable; request not throttled", exc_info=True)
-            return True
+# --- Django's error views: JSON under /api/, Django's pages elsewhere -----------------------
+def is_api_request(request) -> bool:
+    return request.path_info.startswith(API_PREFIX)
 
 
-class FailOpenAnonRateThrottle(_FailOpen, throttling.AnonRateThrottle):
+def error_response(status_code: int, code: str, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"code": code, "message": message, "extra": extra}, status=status_code)
+
+
+def bad_request(request, exception):
+    """handler400: a SuspiciousOperation outside DRF; a body over the size limit is a 413."""
+    if not is_api_request(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return error_response(413, "request_too_large", too_large_message())
+    return error_response(400, "bad_request", "The request could not be understood.")
+
+
+def permission_denied(request, exception):
+    if not is_api_request(request):
+        return defaults.permission_denied(request, exception)
+    return error_response(403, "permission_denied", "You do not have permission to perform this action.")
+
+
+def page_not_found(request, exception):
+    if not is_api_request(request):
+        return defaults.page_not_found(request, exception)
+    return error_response(404, "not_found", "No endpoint at this address.", path=request.path)
+
+
+def server_error(request):
+    if not is_api_request(request):
+        return defaults.server_error(request)
+    extra = {"request_id": request_id_var.get()} if request_id_var.get() else {}
+    return error_response(500, "server_error", "An unexpected error occurred; it has been logged.", **extra)
+
+
+# --- The schema and its pages: their errors in JSON as well -----------------------------------
+class _JSONErrors:
+    """Render an error as JSON, whatever renders the view's answers (YAML, an HTML page)."""
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
+class SchemaView(_JSONErrors, SpectacularAPIView):
     pass
 
 
-class FailOpenUserRateThrottle(_FailOpen, throttling.UserRateThrottle):
-    """Signed-in callers only: the anonymous rate already limits the others, by address."""
-
-    def get_cache_key(self, request, view) -> str | None:
-        if not (request.user and request.user.is_authenticated):
-            return None
-        return super().get_cache_key(request, view)
+class SwaggerView(_JSONErrors, SpectacularSwaggerView):
+    pass
 
 
-class FailClosedScopedRateThrottle(throttling.ScopedRateThrottle):
-    """Scoped limits (e.g. `auth` on logins): with their cache down, 503 rather than no limit."""
-
-    def allow_request(self, request, view) -> bool:
-        try:
-            return super().allow_request(request, view)
-        except Exception as exc:
-            logger.warning("rate-limit cache unavailable; refusing a rate-limited request", exc_info=True)
-            raise Unavailable(
-                "Rate limiting is unavailable; try again shortly.", code="rate_limit_unavailable"
-            ) from exc
+class RedocView(_JSONErrors, SpectacularRedocView):
+    template_name = "core/redoc.html"  # no web fonts from another site

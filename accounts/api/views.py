@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import RetrieveUpdateAPIView
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -19,7 +19,13 @@ class RegisterView(APIView):
     permission_classes = [AllowAny]
     throttle_scope = "auth"
 
-    @extend_schema(request=RegisterSerializer, responses={201: RegisteredSerializer})
+    @extend_schema(
+        request=RegisterSerializer,
+        responses={
+            201: RegisteredSerializer,
+            422: OpenApiResponse(description="an account with this e-mail address exists (email_taken)"),
+        },
+    )
     def post(self, request):
         data = RegisterSerializer(data=request.data)
         data.is_valid(raise_exception=True)

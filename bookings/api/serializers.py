@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from bookings.models import Booking, OpeningHours, Resource, Service
+from core.drf import utc_offset_problem
 from core.errors import BusinessRuleViolation
 from core.money import MoneyError, exponent
 from core.serializers import MoneyField
@@ -57,7 +58,13 @@ class LocalDateTimeField(serializers.Field):
         return moment.astimezone(tz).isoformat() if moment else None
 
 
-@extend_schema_field(OpenApiTypes.DATETIME)
+@extend_schema_field(
+    {
+        "type": "string",
+        "description": "ISO 8601 date and time; without a UTC offset, the resource's local time",
+        "example": "2026-12-05T10:00",
+    }
+)
 class WallOrAwareDateTimeField(serializers.Field):
     """ISO 8601. With an offset (or Z) it is that instant; without one, the resource's local time."""
 
@@ -65,17 +72,32 @@ class WallOrAwareDateTimeField(serializers.Field):
         if not isinstance(data, str):
             raise serializers.ValidationError("Expected an ISO 8601 date and time, e.g. 2026-12-01T10:00.")
         try:
-            return datetime.fromisoformat(data.strip().replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(data.strip().replace("Z", "+00:00"))
         except ValueError:
             raise serializers.ValidationError(
                 "Expected an ISO 8601 date and time, e.g. 2026-12-01T10:00 or 2026-12-01T10:00+01:00."
             ) from None
+        problem = utc_offset_problem(moment)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return moment
 
     def to_representation(self, value) -> str:
         return value.isoformat()
 
 
+@extend_schema_field(
+    {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$", "example": "09:00:00"}
+)
+class WallTimeField(serializers.TimeField):
+    """A local wall-clock time, "HH:MM:SS" without a UTC offset (so not OpenAPI's `time` format,
+    RFC 3339's full-time, which has one)."""
+
+
 class OpeningHoursSerializer(serializers.ModelSerializer):
+    opens = WallTimeField(help_text="Local time in the resource's time zone")
+    closes = WallTimeField(help_text="Local time; 00:00:00 means midnight (the end of the day)")
+
     class Meta:
         model = OpeningHours
         fields = ["weekday", "opens", "closes"]
@@ -115,7 +137,7 @@ class ResourceSerializer(serializers.ModelSerializer):
             "services",
         ]
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="null: booked for services only"))
     def get_price_per_hour(self, resource: Resource) -> str | None:
         return price_text(resource.price_per_hour, resource.currency)
 

@@ -1,7 +1,6 @@
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 
-import django_filters
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
@@ -11,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bookings import services
+from bookings.api import examples
 from bookings.api.serializers import (
     AvailabilityQuerySerializer,
     AvailabilitySerializer,
@@ -24,6 +24,7 @@ from bookings.api.serializers import (
 from bookings.availability import STEP, DayAvailability
 from bookings.models import Booking, Resource, Service
 from bookings.selectors import availability_for, bookings_visible_to
+from core.drf import CurrencyFilter, FilterSet
 from core.errors import InvalidInput
 from core.idempotency import HEADER, idempotent
 from payments.services import payment_checkout_open
@@ -34,6 +35,18 @@ ERRORS = {
     404: OpenApiResponse(description="not found (or not yours)"),
     409: OpenApiResponse(description="slot_taken, or a transition the booking's status does not allow"),
     422: OpenApiResponse(description="a business rule: in_the_past, outside_opening_hours, too_far_ahead..."),
+}
+CREATE_ERRORS = {
+    400: ERRORS[400],
+    409: OpenApiResponse(
+        description="slot_taken, or a request with this Idempotency-Key is still running "
+        "(request_in_progress)"
+    ),
+    422: OpenApiResponse(
+        description="in_the_past, outside_opening_hours, too_far_ahead..., the gateway refused the "
+        "checkout, or the Idempotency-Key was used with another body (idempotency_key_reused)"
+    ),
+    503: OpenApiResponse(description="the payment gateway is unavailable; retry with the same key"),
 }
 
 
@@ -50,7 +63,7 @@ class AvailabilityView(APIView):
     """GET /api/bookings/availability: free intervals and 15-minute start times per local day.
 
     A public read that keeps answering without Redis: the project's rate limits fail open
-    and count each request once, by address or by user (core.api).
+    and count each request once, by address or by user (core.drf).
     """
 
     permission_classes = [AllowAny]
@@ -153,10 +166,12 @@ def _fixed_offset_formatter(day: date, offset: timedelta):
     return local
 
 
-class BookingFilter(django_filters.FilterSet):
+class BookingFilter(FilterSet):
+    currency = CurrencyFilter()
+
     class Meta:
         model = Booking
-        fields = ["status", "payment_status", "resource"]
+        fields = ["status", "payment_status", "resource", "currency"]
 
 
 class BookingListCreateView(ListAPIView):
@@ -164,6 +179,8 @@ class BookingListCreateView(ListAPIView):
 
     serializer_class = BookingSerializer
     filterset_class = BookingFilter
+    ordering_fields = {"start": "starts_at", "created_at": "created_at"}
+    ordering = ["-created_at"]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # building the schema: no user
@@ -173,11 +190,8 @@ class BookingListCreateView(ListAPIView):
     @extend_schema(
         request=BookingCreateSerializer,
         parameters=[IDEMPOTENCY],
-        responses={
-            201: BookingSerializer,
-            **ERRORS,
-            503: OpenApiResponse(description="the payment gateway is unavailable; retry with the same key"),
-        },
+        responses={201: BookingSerializer, **CREATE_ERRORS},
+        examples=examples.BOOKING_CREATE,
     )
     def post(self, request):
         data = BookingCreateSerializer(data=request.data)
@@ -214,10 +228,17 @@ class BookingListCreateView(ListAPIView):
         )
 
 
-class BookingDetailView(APIView):
+class BookingLookup:
+    """The booking of the URL's `booking_id` that the caller may see (a mixin: it answers no method).
+
+    Each view says which methods it answers, so an action answers only its own (others: 405).
+    """
+
     def get_object(self) -> Booking:
         return get_object_or_404(bookings_visible_to(self.request.user), public_id=self.kwargs["booking_id"])
 
+
+class BookingDetailView(BookingLookup, APIView):
     @extend_schema(responses={200: BookingSerializer, 404: ERRORS[404]})
     def get(self, request, booking_id: str):
         return Response(BookingSerializer(self.get_object()).data)
@@ -231,7 +252,7 @@ class BookingDetailView(APIView):
         ),
         request=BookingCancelSerializer,
         parameters=[BookingCancelSerializer],
-        responses={200: BookingSerializer, **ERRORS},
+        responses={200: BookingSerializer, **ERRORS, 413: None, 415: None},  # it may have a body
     )
     def delete(self, request, booking_id: str):
         booking = self.get_object()
@@ -247,7 +268,7 @@ class BookingDetailView(APIView):
         return Response(BookingSerializer(self.get_object()).data)
 
 
-class StaffBookingActionView(BookingDetailView):
+class StaffBookingActionView(BookingLookup, APIView):
     """Staff: one service call on a booking, with the body `input_serializer` validates."""
 
     permission_classes = [IsAdminUser]

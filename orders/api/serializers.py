@@ -17,9 +17,14 @@ from orders.models import (
 )
 from payments.registry import GATEWAY_CLASSES, gateway_refusal
 
+# Text that may be null (an empty cart has no total), as the schema must say.
+NULLABLE_TEXT = serializers.CharField(allow_null=True)
+
 
 class CategorySerializer(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    parent = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True, help_text="null for a top-level category"
+    )
     product_count = serializers.IntegerField(read_only=True)
 
     class Meta:
@@ -62,7 +67,7 @@ class ProductSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(NULLABLE_TEXT)
     def get_min_price(self, product) -> str | None:
         variants = list(product.variants.all())
         return str(quantize(variants[0].price, variants[0].currency)) if variants else None
@@ -91,14 +96,14 @@ class CartSerializer(serializers.ModelSerializer):
         model = Cart
         fields = ["items", "total", "currency", "updated_at"]
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(NULLABLE_TEXT)
     def get_total(self, cart) -> str | None:
         items = list(cart.items.all())
         if not items:
             return None
         return str(quantize(sum(i.variant.price * i.quantity for i in items), items[0].variant.currency))
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(NULLABLE_TEXT)
     def get_currency(self, cart) -> str | None:
         first = next(iter(cart.items.all()), None)
         return first.variant.currency if first else None
@@ -147,7 +152,7 @@ class OrderPaymentSerializer(serializers.Serializer):
 class OrderSerializer(serializers.ModelSerializer):
     total = MoneyField()
     lines = OrderLineSerializer(many=True, read_only=True)
-    payment = OrderPaymentSerializer(read_only=True)
+    payment = OrderPaymentSerializer(read_only=True, allow_null=True)
     customer_id = serializers.IntegerField(read_only=True)
 
     class Meta:

@@ -10,8 +10,10 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.drf import BooleanFilter, CurrencyFilter, FilterBackend, FilterSet, OrderingFilter
 from core.idempotency import HEADER, idempotent
 from orders import selectors, services
+from orders.api import examples
 from orders.api.serializers import (
     CartItemAddSerializer,
     CartItemSetSerializer,
@@ -29,6 +31,17 @@ from orders.models import Cart, CartItem, Order, Variant
 from payments import services as payments
 
 IDEMPOTENCY = OpenApiParameter(HEADER, str, OpenApiParameter.HEADER, required=True)
+# The 409s and 422s of the services behind each view (core.openapi adds the rest).
+KEY_REUSED = "or the Idempotency-Key was used with another body (idempotency_key_reused)"
+KEY_BUSY = OpenApiResponse(description="a request with this Idempotency-Key is still running")
+CHECKOUT_ERRORS = {
+    409: KEY_BUSY,
+    422: OpenApiResponse(
+        description="cart_empty, out_of_stock, not_on_sale, the gateway refused the checkout, " + KEY_REUSED
+    ),
+    503: OpenApiResponse(description="the gateway is unavailable; retry with the same key"),
+}
+CART_ERRORS = {422: OpenApiResponse(description="out_of_stock, not on sale, or too many of one variant")}
 
 
 class CatalogueView:
@@ -56,14 +69,17 @@ class CategoryListView(CatalogueView, ListAPIView):
         )
 
 
-class ProductFilter(django_filters.FilterSet):
+PRICE = {"max_digits": 14, "decimal_places": 3}  # what a price column holds
+
+
+class ProductFilter(FilterSet):
     category = django_filters.CharFilter(
         method="filter_category", help_text="slug; includes its subcategories"
     )
-    min_price = django_filters.NumberFilter(field_name="min_price", lookup_expr="gte")
-    max_price = django_filters.NumberFilter(field_name="min_price", lookup_expr="lte")
-    currency = django_filters.CharFilter(method="filter_currency")
-    in_stock = django_filters.BooleanFilter(method="filter_in_stock")
+    min_price = django_filters.NumberFilter(field_name="min_price", lookup_expr="gte", **PRICE)
+    max_price = django_filters.NumberFilter(field_name="min_price", lookup_expr="lte", **PRICE)
+    currency = CurrencyFilter(method="filter_currency")
+    in_stock = BooleanFilter(method="filter_in_stock")
 
     def filter_category(self, queryset, name, value):
         return queryset.filter(category_id__in=selectors.category_with_descendants(value))
@@ -87,11 +103,7 @@ class ProductListView(CatalogueView, ListAPIView):
 
     serializer_class = ProductSerializer
     filterset_class = ProductFilter
-    filter_backends = [
-        django_filters.rest_framework.DjangoFilterBackend,
-        filters.SearchFilter,
-        filters.OrderingFilter,
-    ]
+    filter_backends = [FilterBackend, filters.SearchFilter, OrderingFilter]
     search_fields = ["name", "description", "variants__sku"]
     ordering_fields = ["name", "min_price", "created_at"]
     ordering = ["name"]
@@ -123,7 +135,7 @@ class CartView(APIView):
 
 
 class CartItemsView(APIView):
-    @extend_schema(request=CartItemAddSerializer, responses={201: CartSerializer})
+    @extend_schema(request=CartItemAddSerializer, responses={201: CartSerializer, **CART_ERRORS})
     def post(self, request):
         """Add a variant to the cart (more of it, if it is there already)."""
         data = CartItemAddSerializer(data=request.data)
@@ -133,7 +145,7 @@ class CartItemsView(APIView):
 
 
 class CartItemView(APIView):
-    @extend_schema(request=CartItemSetSerializer, responses={200: CartSerializer})
+    @extend_schema(request=CartItemSetSerializer, responses={200: CartSerializer, **CART_ERRORS})
     def patch(self, request, item_id: int):
         """Set the quantity of an item (0 removes it)."""
         data = CartItemSetSerializer(data=request.data)
@@ -171,11 +183,8 @@ class CheckoutView(APIView):
     @extend_schema(
         request=CheckoutSerializer,
         parameters=[IDEMPOTENCY],
-        responses={
-            201: CheckoutResultSerializer,
-            422: OpenApiResponse(description="cart empty, out of stock, or not on sale"),
-            503: OpenApiResponse(description="the gateway is unavailable; retry with the same key"),
-        },
+        responses={201: CheckoutResultSerializer, **CHECKOUT_ERRORS},
+        examples=examples.CHECKOUT,
     )
     def post(self, request):
         data = CheckoutSerializer(data=request.data)
@@ -198,10 +207,12 @@ class CheckoutView(APIView):
         )
 
 
-class OrderFilter(django_filters.FilterSet):
+class OrderFilter(FilterSet):
+    currency = CurrencyFilter()
+
     class Meta:
         model = Order
-        fields = ["status", "needs_attention"]
+        fields = ["status", "needs_attention", "currency"]
 
 
 class OrderListView(ListAPIView):
@@ -209,6 +220,8 @@ class OrderListView(ListAPIView):
 
     serializer_class = OrderSerializer
     filterset_class = OrderFilter
+    ordering_fields = ["created_at", "total"]
+    ordering = ["-created_at", "-pk"]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -216,25 +229,41 @@ class OrderListView(ListAPIView):
         return selectors.orders_visible_to(self.request.user)
 
 
-class OrderDetailView(APIView):
+class OrderLookup:
+    """The order of the URL's `number` that the caller may see (a mixin: it answers no method).
+
+    Each view says which method it answers, so an action answers only its own (others: 405).
+    """
+
     def get_object(self) -> Order:
         return get_object_or_404(selectors.orders_visible_to(self.request.user), number=self.kwargs["number"])
 
+
+class OrderDetailView(OrderLookup, APIView):
     @extend_schema(responses={200: OrderSerializer})
     def get(self, request, number: str):
         return Response(OrderSerializer(self.get_object()).data)
 
 
-class OrderAuditView(OrderDetailView):
+class OrderAuditView(OrderLookup, APIView):
     @extend_schema(responses={200: OrderAuditSerializer(many=True)})
     def get(self, request, number: str):
         return Response(OrderAuditSerializer(self.get_object().audit.all(), many=True).data)
 
 
-class OrderCancelView(OrderDetailView):
+class OrderCancelView(OrderLookup, APIView):
     """Cancel an unpaid order (its stock returns). A paid order is refunded by staff instead."""
 
-    @extend_schema(request=OrderCancelSerializer, responses={200: OrderSerializer})
+    @extend_schema(
+        request=OrderCancelSerializer,
+        responses={
+            200: OrderSerializer,
+            409: OpenApiResponse(
+                description="the order is paid, fulfilled, expired... (transition_not_allowed)"
+            ),
+            422: OpenApiResponse(description="its payment was received meanwhile (payment_received)"),
+        },
+    )
     def post(self, request, number: str):
         order = self.get_object()
         data = OrderCancelSerializer(data=request.data)
@@ -244,11 +273,20 @@ class OrderCancelView(OrderDetailView):
         return Response(OrderSerializer(self.get_object()).data)
 
 
-class OrderPayView(OrderDetailView):
+class OrderPayView(APIView):
     """Pay an unpaid order again after a failed attempt (a new payment until the deadline)."""
 
     @extend_schema(
-        request=CheckoutSerializer, parameters=[IDEMPOTENCY], responses={201: CheckoutResultSerializer}
+        request=CheckoutSerializer,
+        parameters=[IDEMPOTENCY],
+        responses={
+            201: CheckoutResultSerializer,
+            **CHECKOUT_ERRORS,
+            422: OpenApiResponse(
+                description="not_payable, payment_window_closed, the gateway refused the checkout, "
+                + KEY_REUSED
+            ),
+        },
     )
     def post(self, request, number: str):
         order = get_object_or_404(Order.objects.filter(customer=request.user), number=number)
@@ -268,12 +306,18 @@ class OrderPayView(OrderDetailView):
         )
 
 
-class OrderFulfilView(OrderDetailView):
+class OrderFulfilView(OrderLookup, APIView):
     """Staff: the order has shipped."""
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(request=None, responses={200: OrderSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: OrderSerializer,
+            409: OpenApiResponse(description="the order is not paid (transition_not_allowed)"),
+        },
+    )
     def post(self, request, number: str):
         services.order_fulfil(order_id=self.get_object().pk, actor=f"staff {request.user.pk}")
         return Response(OrderSerializer(self.get_object()).data)

@@ -110,3 +110,10 @@ class RefundCreateSerializer(serializers.Serializer):
         required=False,
         help_text="Refund out of what the payment paid for this item; omit to split in proportion",
     )
+
+
+class PaymentQueuedSerializer(serializers.Serializer):
+    """The answer to /process: the payment's status now; the gateway's answer is applied by a task."""
+
+    id = serializers.CharField()
+    status = serializers.ChoiceField(choices=Payment.Status.choices)

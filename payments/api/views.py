@@ -8,12 +8,15 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.drf import CurrencyFilter, FilterSet
 from core.errors import ApplicationError, NotFound, Unavailable
 from core.idempotency import HEADER, idempotent, key_digest
 from payments import policy, services, tasks
+from payments.api import examples
 from payments.api.serializers import (
     BatchPaymentCreateSerializer,
     PaymentCreateSerializer,
+    PaymentQueuedSerializer,
     PaymentSerializer,
     RefundCreateSerializer,
     RefundSerializer,
@@ -24,12 +27,35 @@ from payments.selectors import allocation_of, payments_visible_to
 from payments.webhooks import webhook_receive
 
 IDEMPOTENCY = OpenApiParameter(HEADER, str, OpenApiParameter.HEADER, required=True)
+# The 409s, 422s and 503s of the services behind each view (core.openapi adds the rest).
+KEY_BUSY = OpenApiResponse(
+    description="a request with this Idempotency-Key is still running (request_in_progress)"
+)
+OPEN_ERRORS = {
+    409: KEY_BUSY,
+    422: OpenApiResponse(
+        description="purpose_not_registered, item_not_found (or not yours), item_already_paid, "
+        "item_not_payable, item_repeated, no_items, mixed_currencies, gateway_refused, or the "
+        "Idempotency-Key was used with another body (idempotency_key_reused)"
+    ),
+    503: OpenApiResponse(description="gateway_unavailable: retry with the same key"),
+}
+REFUND_ERRORS = {
+    409: KEY_BUSY,
+    422: OpenApiResponse(
+        description="not_refundable (not paid), refund_too_large, key_reused, or the "
+        "Idempotency-Key was used with another body (idempotency_key_reused)"
+    ),
+}
 
 
-class PaymentFilter(django_filters.FilterSet):
+class PaymentFilter(FilterSet):
+    gateway = django_filters.ChoiceFilter(choices=[(name, name) for name in sorted(GATEWAY_CLASSES)])
+    currency = CurrencyFilter()
+
     class Meta:
         model = Payment
-        fields = ["status", "purpose", "gateway"]
+        fields = ["status", "purpose", "gateway", "currency"]
 
 
 class PaymentListCreateView(ListAPIView):
@@ -37,6 +63,8 @@ class PaymentListCreateView(ListAPIView):
 
     serializer_class = PaymentSerializer
     filterset_class = PaymentFilter
+    ordering_fields = ["created_at", "amount"]
+    ordering = ["-created_at", "-pk"]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # building the schema: no user
@@ -46,11 +74,8 @@ class PaymentListCreateView(ListAPIView):
     @extend_schema(
         request=PaymentCreateSerializer,
         parameters=[IDEMPOTENCY],
-        responses={
-            201: PaymentSerializer,
-            422: OpenApiResponse(description="the item is unknown, not yours, paid or not payable"),
-            503: OpenApiResponse(description="the gateway is unavailable"),
-        },
+        responses={201: PaymentSerializer, **OPEN_ERRORS},
+        examples=examples.PAYMENT_CREATE,
     )
     def post(self, request):
         data = PaymentCreateSerializer(data=request.data)
@@ -68,10 +93,8 @@ class BatchPaymentView(APIView):
     @extend_schema(
         request=BatchPaymentCreateSerializer,
         parameters=[IDEMPOTENCY],
-        responses={
-            201: PaymentSerializer,
-            422: OpenApiResponse(description="the purpose is not registered, or an item cannot be paid"),
-        },
+        responses={201: PaymentSerializer, **OPEN_ERRORS},
+        examples=examples.PAYMENT_BATCH,
     )
     def post(self, request):
         data = BatchPaymentCreateSerializer(data=request.data)
@@ -108,32 +131,45 @@ def checkout_steps(request, fields: dict) -> dict:
     return {"prepare": open_payment, "handler": open_checkout}
 
 
-class PaymentDetailView(APIView):
+class PaymentLookup:
+    """The payment of the URL's `payment_id` that the caller may see (a mixin: it answers no method).
+
+    Each view says which method it answers, so an action answers only its own (others: 405).
+    """
+
     def get_object(self) -> Payment:
         return get_object_or_404(payments_visible_to(self.request.user), public_id=self.kwargs["payment_id"])
 
+
+class PaymentDetailView(PaymentLookup, APIView):
     @extend_schema(responses={200: PaymentSerializer})
     def get(self, request, payment_id: str):
         return Response(PaymentSerializer(self.get_object()).data)
 
 
-class PaymentProcessView(PaymentDetailView):
+class PaymentProcessView(PaymentLookup, APIView):
     """Ask the gateway for the payment's state now (the answer is applied by a task)."""
 
-    @extend_schema(request=None, responses={202: OpenApiResponse(description="verification queued")})
+    @extend_schema(
+        request=None,
+        responses={202: OpenApiResponse(PaymentQueuedSerializer, description="verification queued")},
+    )
     def post(self, request, payment_id: str):
         payment = self.get_object()
         tasks.payment_verify.delay(payment.pk)
         return Response({"id": payment.public_id, "status": payment.status}, status=status.HTTP_202_ACCEPTED)
 
 
-class PaymentRefundView(PaymentDetailView):
+class PaymentRefundView(PaymentLookup, APIView):
     """Staff: refund all that is left (no amount) or part of it; the gateway is asked by a task."""
 
     permission_classes = [IsAdminUser]
 
     @extend_schema(
-        request=RefundCreateSerializer, parameters=[IDEMPOTENCY], responses={202: RefundSerializer}
+        request=RefundCreateSerializer,
+        parameters=[IDEMPOTENCY],
+        responses={202: RefundSerializer, **REFUND_ERRORS},
+        examples=examples.REFUND,
     )
     def post(self, request, payment_id: str):
         payment = self.get_object()
@@ -194,7 +230,16 @@ class WebhookView(APIView):
         except ApplicationError as exc:
             return JsonResponse(exc.body, status=exc.status_code)
 
-    @extend_schema(request=None, responses={200: OpenApiResponse(description="stored"), 400: None})
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(description="stored (the body is the gateway's own reply)"),
+            400: OpenApiResponse(description="bad_signature: stored for staff, nothing applied"),
+            404: OpenApiResponse(description="no gateway of that name"),
+            413: None,
+            503: OpenApiResponse(description="gateway_not_configured"),
+        },
+    )
     def post(self, request, gateway: str):
         if gateway not in GATEWAY_CLASSES:
             raise NotFound(f"No gateway named {gateway}.")

@@ -50,7 +50,7 @@ def test_events_api_lists_newest_first_with_the_envelope(api_client, staff, some
 
     body = get_events(api_client, staff).json()
 
-    assert body["count"] == 3
+    assert len(body["results"]) == 3
     assert [e["id"] for e in body["results"]] == [
         str(paid.event_id),
         str(completed.event_id),
