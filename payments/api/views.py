@@ -1,3 +1,5 @@
+import logging
+
 import django_filters
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -26,6 +28,7 @@ from payments.registry import GATEWAY_CLASSES, gateway_for
 from payments.selectors import allocation_of, payments_visible_to
 from payments.webhooks import webhook_receive
 
+logger = logging.getLogger(__name__)
 IDEMPOTENCY = OpenApiParameter(HEADER, str, OpenApiParameter.HEADER, required=True)
 # The 409s, 422s and 503s of the services behind each view (core.openapi adds the rest).
 KEY_BUSY = OpenApiResponse(
@@ -203,6 +206,18 @@ class PaymentRefundView(PaymentLookup, APIView):
         )
 
 
+_warned_unconfigured: set[str] = set()
+
+
+def _warn_unconfigured_once(gateway: str, missing: list[str]) -> None:
+    """One WARNING per unconfigured gateway per process, not one per webhook it is sent."""
+    if gateway not in _warned_unconfigured:
+        _warned_unconfigured.add(gateway)
+        logger.warning(
+            "webhooks for an unconfigured gateway are refused", extra={"gateway": gateway, "missing": missing}
+        )
+
+
 class WebhookView(APIView):
     """POST /api/payments/webhook/<gateway>: the provider's notification, raw.
 
@@ -245,10 +260,16 @@ class WebhookView(APIView):
             raise NotFound(f"No gateway named {gateway}.")
         try:
             client = gateway_for(gateway)
+            missing = client.missing_webhook_settings()
         except ValueError as exc:  # e.g. no secret configured: nothing could be authenticated
+            missing = [str(exc)]
+        if missing:
+            _warn_unconfigured_once(gateway, missing)
             raise Unavailable(
-                f"The {gateway} gateway is not configured: {exc}", code="gateway_not_configured"
-            ) from exc
+                f"The {gateway} gateway is not configured ({', '.join(missing)} missing); "
+                "its webhooks cannot be authenticated.",
+                code="gateway_not_configured",
+            )
         headers = dict(request.headers.items())
         status_code, reply = webhook_receive(gateway=client, headers=headers, body=request.body)
         return HttpResponse(reply.body, status=status_code, content_type=reply.content_type)

@@ -119,9 +119,15 @@ class PaymentGateway(ABC):
     # False where the provider signs nothing (YooKassa): parse_webhook cannot tell a forged
     # notice from a real one, so a notice takes its event id only once the API confirms it.
     signs_webhooks: bool = True
+    # The settings without which its webhooks cannot be authenticated (or confirmed): with one
+    # missing, the webhook endpoint answers 503 gateway_not_configured and stores nothing.
+    webhook_settings: tuple[str, ...] = ()
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = config
+
+    def missing_webhook_settings(self) -> list[str]:
+        return [name for name in self.webhook_settings if not self.config.get(name)]
 
     @abstractmethod
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...

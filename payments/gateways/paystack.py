@@ -80,6 +80,7 @@ def paystack_reference(idempotency_key: str) -> str:
 
 class PaystackGateway(PaymentGateway):
     name = "paystack"
+    webhook_settings = ("secret_key",)
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)

@@ -88,6 +88,7 @@ def callback_checksum(params: Mapping[str, str], key: str) -> str:
 
 class SberPayGateway(PaymentGateway):
     name = "sberpay"
+    webhook_settings = ("callback_token",)
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)

@@ -67,6 +67,7 @@ SESSION_EVENT_HINTS = {
 
 class StripeGateway(PaymentGateway):
     name = "stripe"
+    webhook_settings = ("webhook_secret",)
     idempotent_refunds = True
 
     def __init__(self, config: Mapping[str, Any]):

@@ -78,6 +78,7 @@ def tinkoff_token(fields: Mapping[str, Any], password: str) -> str:
 
 class TinkoffGateway(PaymentGateway):
     name = "tinkoff"
+    webhook_settings = ("terminal_key", "password")
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)

@@ -117,6 +117,7 @@ def _reading(what: str) -> Iterator[None]:
 
 class YooKassaGateway(PaymentGateway):
     name = "yookassa"
+    webhook_settings = ("shop_id", "secret_key")
     idempotent_refunds = True
     signs_webhooks = False  # notices are confirmed by fetching the payment back (payments.webhooks)
 

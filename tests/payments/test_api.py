@@ -7,7 +7,8 @@ import pytest
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from payments.models import Payment, Refund
+from payments.api import views
+from payments.models import Payment, Refund, WebhookEvent
 from tests.conftest import wait_for
 from tests.events.test_backbone import ExternalConsumer
 from tests.factories import GadgetFactory, StaffFactory, UserFactory
@@ -251,10 +252,34 @@ def test_the_webhook_endpoint_takes_only_post():
 
 @override_settings(PAYMENT_GATEWAYS={"paystack": {"secret_key": ""}})
 def test_a_webhook_for_a_gateway_without_credentials_is_a_503_and_stores_nothing():
-    from payments.models import WebhookEvent
 
     response = Client().post("/api/payments/webhook/paystack", b"{}", content_type="application/json")
 
     assert response.status_code == 503
     assert response.json()["code"] == "gateway_not_configured"
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("gateway", "unset"),
+    [
+        ("paystack", {"secret_key": ""}),
+        ("stripe", {"secret_key": "sk_test_x", "webhook_secret": ""}),
+        ("yookassa", {"shop_id": "", "secret_key": ""}),
+        ("tinkoff", {"terminal_key": "", "password": ""}),
+        ("sberpay", {"username": "u", "password": "p", "callback_token": ""}),
+    ],
+)
+def test_every_unconfigured_gateway_answers_its_webhooks_alike_and_warns_once(gateway, unset, caplog):
+    views._warned_unconfigured.discard(gateway)
+    with override_settings(PAYMENT_GATEWAYS={gateway: unset}):
+        answers = [
+            Client().post(f"/api/payments/webhook/{gateway}", b"{}", content_type="application/json")
+            for _ in range(2)
+        ]
+
+    assert [a.status_code for a in answers] == [503, 503]
+    assert {a.json()["code"] for a in answers} == {"gateway_not_configured"}
+    assert not WebhookEvent.objects.exists()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "unconfigured" in r.getMessage()]
+    assert len(warnings) == 1
