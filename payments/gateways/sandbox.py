@@ -2,8 +2,9 @@
 
 It behaves like a provider: create_checkout records a charge and points the customer at
 /pay/sandbox/<reference>; the page's buttons change the charge and a task POSTs a signed
-webhook (header X-Sandbox-Signature: hex HMAC-SHA256 of the raw body with
-SANDBOX_WEBHOOK_SECRET) to /api/payments/webhook/sandbox; verify() answers from the charge.
+webhook (header X-Sandbox-Signature: hex HMAC-SHA256 of the raw body, keyed with the hex
+SHA-256 of "sandbox-webhooks:<SANDBOX_WEBHOOK_SECRET or SECRET_KEY>") to
+/api/payments/webhook/sandbox; verify() answers from the charge.
 """
 
 import hashlib

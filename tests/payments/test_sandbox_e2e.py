@@ -144,3 +144,25 @@ def test_a_signed_webhook_for_an_unknown_payment_is_kept_with_the_reason(site, c
     )
     assert stray.error == "no payment with reference 'sbx_nobody'"
     assert stray.payment is None
+
+
+@override_settings(PAYMENT_GATEWAYS={"sandbox": {"secret": "documented-secret"}})
+def test_a_webhook_signed_as_the_docs_say_is_accepted(client):
+    """docs/payments.md: hex HMAC-SHA256 of the raw body, keyed with the hex SHA-256 of
+    "sandbox-webhooks:<secret>"."""
+    body = json.dumps(
+        {"id": "evt_docs", "data": {"reference": "sbx_docs", "status": "succeeded", "amount": "5.00",
+                                    "currency": "USD"}}
+    ).encode()  # fmt: skip
+    key = hashlib.sha256(b"sandbox-webhooks:documented-secret").hexdigest().encode()
+
+    signed = client.post(
+        "/api/payments/webhook/sandbox", body, content_type="application/json",
+        headers={"X-Sandbox-Signature": hmac.new(key, body, hashlib.sha256).hexdigest()},
+    )  # fmt: skip
+    keyed_with_the_secret = client.post(
+        "/api/payments/webhook/sandbox", body, content_type="application/json",
+        headers={"X-Sandbox-Signature": hmac.new(b"documented-secret", body, hashlib.sha256).hexdigest()},
+    )  # fmt: skip
+
+    assert (signed.status_code, keyed_with_the_secret.status_code) == (200, 400)
