@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
-from core.api import RedocView, SchemaView, SwaggerView
+from core.api import RedocView, SchemaView, SwaggerView, no_endpoint
 from core.health import healthz, readyz
 from payments.views import sandbox_pay
 
@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/", include("orders.api.urls")),
     path("api/", include("bookings.api.urls")),
     path("api/notifications/", include("notifications.api.urls")),
+    re_path(r"^api/(?P<rest>.*)$", no_endpoint),  # last: an unknown API address is a JSON 404
 ]
 
 # Errors outside DRF (an unknown URL, a body too large, a crash) answer JSON under /api/ and

@@ -13,7 +13,8 @@ the OpenAPI side (the Error component on every error response) is core.openapi.
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponsePermanentRedirect, JsonResponse
+from django.urls import Resolver404, resolve
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework import exceptions, status
@@ -94,6 +95,20 @@ def permission_denied(request, exception):
 def page_not_found(request, exception):
     if not is_api_request(request):
         return defaults.page_not_found(request, exception)
+    return error_response(404, "not_found", "No endpoint at this address.", path=request.path)
+
+
+def no_endpoint(request, rest: str = ""):
+    """The last URL pattern under /api/: an unknown address is a JSON 404 even with DEBUG on
+    (Django then shows its own page instead of calling handler404). An address that exists
+    with a trailing slash is redirected there, as APPEND_SLASH would."""
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(f"{request.path}/", getattr(request, "urlconf", None))
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not no_endpoint:
+            return HttpResponsePermanentRedirect(f"{request.path}/")
     return error_response(404, "not_found", "No endpoint at this address.", path=request.path)
 
 

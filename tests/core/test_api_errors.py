@@ -39,6 +39,19 @@ def test_an_unknown_url_under_api_is_a_json_404(client, path):
     assert body["extra"] == {"path": path}
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unknown_api_url_is_json_with_debug_on_too(client, settings, debug):
+    settings.DEBUG = debug  # make run's development settings have DEBUG on
+
+    assert_error(client.get("/api/nowhere"), 404, "not_found")
+
+
+def test_an_api_address_without_its_trailing_slash_is_redirected_to_it(client):
+    response = client.get("/api/docs")
+
+    assert (response.status_code, response["Location"]) == (301, "/api/docs/")
+
+
 def test_an_unknown_url_elsewhere_keeps_djangos_page(client):
     response = client.get("/nothing-here")
 
