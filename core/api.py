@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpResponsePermanentRedirect, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework import exceptions, status
 from rest_framework.renderers import JSONRenderer
@@ -98,6 +99,7 @@ def page_not_found(request, exception):
     return error_response(404, "not_found", "No endpoint at this address.", path=request.path)
 
 
+@csrf_exempt  # it changes nothing, and its answer must be the JSON 404, not a CSRF page
 def no_endpoint(request, rest: str = ""):
     """The last URL pattern under /api/: an unknown address is a JSON 404 even with DEBUG on
     (Django then shows its own page instead of calling handler404). An address that exists

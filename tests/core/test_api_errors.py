@@ -46,6 +46,14 @@ def test_an_unknown_api_url_is_json_with_debug_on_too(client, settings, debug):
     assert_error(client.get("/api/nowhere"), 404, "not_found")
 
 
+@pytest.mark.parametrize("method", ["post", "patch", "delete"])
+def test_an_unknown_api_url_is_a_json_404_for_a_browser_session_too(method):
+    browser = Client(enforce_csrf_checks=True)
+    browser.cookies["sessionid"] = "abc"  # a session cookie and no CSRF token
+
+    assert_error(getattr(browser, method)("/api/cart/items/null,null"), 404, "not_found")
+
+
 def test_an_api_address_without_its_trailing_slash_is_redirected_to_it(client):
     response = client.get("/api/docs")
 
