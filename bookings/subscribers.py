@@ -5,12 +5,10 @@ payments of bookings. Each subscriber's effect commits with its processed-event 
 (core.events), so a redelivered event changes nothing twice.
 """
 
-from decimal import Decimal
-
 from bookings import services
 from bookings.purposes import PURPOSE
 from core import events
-from payments.policy import event_allocations
+from payments.policy import event_allocations, event_refunds
 
 FOR_BOOKINGS = {"purpose": PURPOSE}
 
@@ -56,19 +54,12 @@ def booking_on_payment_cancelled(event: events.Event) -> None:
 
 @events.subscriber("payment.refunded", queue="bookings", name="bookings.payment_refunded", when=FOR_BOOKINGS)
 def booking_on_payment_refunded(event: events.Event) -> None:
-    refunded_now = {a["purpose_id"]: a["amount"] for a in event.data.get("refund_allocations", ())}
-    for allocation in event_allocations(event.data, PURPOSE):
-        booking_id = allocation["purpose_id"]
-        if "refund_allocations" in event.data and booking_id not in refunded_now:
-            continue  # this refund took nothing from that booking
-        full = bool(event.data.get("full"))
-        if "refunded_amount" in allocation:
-            full = Decimal(allocation["refunded_amount"]) == Decimal(allocation["amount"])
+    for refund in event_refunds(event.data, PURPOSE):
         services.booking_apply_payment_refunded(
-            booking_public_id=booking_id,
+            booking_public_id=refund.item_id,
             payment_public_id=event.data["payment_id"],
-            full=full,
-            amount=str(refunded_now.get(booking_id, event.data.get("amount", ""))),
+            full=refund.full,
+            amount=refund.amount,
             refund_id=event.data.get("refund_id", ""),
-            refused=allocation.get("outcome") == "refused",
+            refused=refund.refused,
         )

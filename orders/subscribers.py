@@ -5,14 +5,12 @@ payments of orders, so events of other purposes never reach this queue. A paymen
 several orders (one allocation each); each is handled in the subscriber's transaction.
 """
 
-from decimal import Decimal
-
 from core import events
 from core.errors import TransientError
 from orders import services
 from orders.catalogue import cache_invalidate
 from orders.purposes import PURPOSE
-from payments.policy import event_allocations
+from payments.policy import event_allocations, event_refunds
 
 FOR_ORDERS = {"purpose": PURPOSE}
 
@@ -52,19 +50,12 @@ def order_on_payment_cancelled(event: events.Event) -> None:
 
 @events.subscriber("payment.refunded", queue="orders", name="orders.on_payment_refunded", when=FOR_ORDERS)
 def order_on_payment_refunded(event: events.Event) -> None:
-    refunded_now = {a["purpose_id"]: a["amount"] for a in event.data.get("refund_allocations", ())}
-    for allocation in _orders_paid_by(event):
-        number = allocation["purpose_id"]
-        if "refund_allocations" in event.data and number not in refunded_now:
-            continue  # this refund took nothing from that order
-        full = bool(event.data.get("full"))
-        if "refunded_amount" in allocation:
-            full = Decimal(allocation["refunded_amount"]) == Decimal(allocation["amount"])
+    for refund in event_refunds(event.data, PURPOSE):
         services.order_payment_refunded(
-            order_number=number,
+            order_number=refund.item_id,
             payment_id=event.data["payment_id"],
-            full=full,
-            amount=str(refunded_now.get(number, event.data.get("amount", ""))),
+            full=refund.full,
+            amount=refund.amount,
         )
 
 

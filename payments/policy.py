@@ -333,3 +333,36 @@ def event_allocations(data: dict, purpose: str) -> list[dict]:
     return sorted(
         (a for a in allocations or () if a.get("purpose") == purpose), key=lambda a: a["purpose_id"]
     )
+
+
+@dataclass(frozen=True)
+class ItemRefund:
+    """What one payment.refunded did to one item of a purpose."""
+
+    item_id: str
+    amount: str  # what this refund took from the item
+    full: bool  # the item has had all of its part back
+    refused: bool  # the item never took that money (its completion refused it)
+
+
+def event_refunds(data: dict, purpose: str) -> list[ItemRefund]:
+    """The items of `purpose` a payment.refunded took money from, by item id (data from
+    before allocations: the payment's one item, `full` as the payment's)."""
+    taken = {a["purpose_id"]: a["amount"] for a in data.get("refund_allocations", ())}
+    refunds = []
+    for allocation in event_allocations(data, purpose):
+        item_id = allocation["purpose_id"]
+        if "refund_allocations" in data and item_id not in taken:
+            continue  # this refund took nothing from that item
+        full = bool(data.get("full"))
+        if "refunded_amount" in allocation:
+            full = Decimal(allocation["refunded_amount"]) == Decimal(allocation["amount"])
+        refunds.append(
+            ItemRefund(
+                item_id=item_id,
+                amount=str(taken.get(item_id, data.get("amount", ""))),
+                full=full,
+                refused=allocation.get("outcome") == PaymentAllocation.Outcome.REFUSED,
+            )
+        )
+    return refunds
