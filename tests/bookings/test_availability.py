@@ -324,7 +324,11 @@ def test_availability_bad_queries_are_400s_naming_the_field(api_client, params, 
 def test_availability_of_an_unknown_hall_is_a_400(api_client):
     response = api_client.get(
         "/api/bookings/availability",
-        {"hall_id": 999999, "start_date": "2026-12-01", "end_date": "2026-12-01"},
+        {
+            "hall_id": 999999,
+            "start_date": (tomorrow := date.today() + timedelta(days=1)),
+            "end_date": tomorrow,
+        },
     )
     assert response.status_code == 400
     assert response.json()["code"] == "unknown_resource"
