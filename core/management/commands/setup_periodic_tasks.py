@@ -19,7 +19,10 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, reset: bool = False, **options):
         for spec in periodic_tasks():
-            interval, _ = IntervalSchedule.objects.get_or_create(
+            # Staff may have added the same interval in the admin: any one of them will do.
+            interval = IntervalSchedule.objects.filter(
+                every=spec.every_seconds, period=IntervalSchedule.SECONDS
+            ).order_by("pk").first() or IntervalSchedule.objects.create(
                 every=spec.every_seconds, period=IntervalSchedule.SECONDS
             )
             declared = {
