@@ -28,6 +28,10 @@ def refund_public_id() -> str:
     return _public_id("ref")
 
 
+def method_public_id() -> str:
+    return _public_id("spm")
+
+
 class Payment(models.Model):
     class Status(models.TextChoices):
         CREATED = "created"
@@ -61,6 +65,10 @@ class Payment(models.Model):
     flagged_reason = models.TextField(blank=True)
     # When reconciliation last queued a re-verification: the next pass starts with the others.
     reverify_queued_at = models.DateTimeField(null=True, blank=True)
+    # The saved method charged without the customer (a renewal); empty for a checkout.
+    saved_method = models.ForeignKey(
+        "SavedPaymentMethod", null=True, blank=True, on_delete=models.SET_NULL, related_name="payments"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -133,6 +141,7 @@ class PaymentLedgerEntry(models.Model):
         WEBHOOK = "webhook"
         REFUND = "refund"
         STAFF = "staff"
+        CHARGE = "charge", "charge of a saved method"
 
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="ledger")
     source = models.CharField(max_length=10, choices=Source.choices)
@@ -279,6 +288,59 @@ class WebhookEvent(models.Model):
         return bytes(self.raw_body) if self.raw_body is not None else self.body.encode()
 
 
+class SavedPaymentMethod(models.Model):
+    """A payment method a gateway keeps for the customer, charged without them (renewals).
+
+    Only the gateway's reusable token and a label the customer recognises: never card data.
+    Deleting one deletes it here and asks the gateway to forget it (where it can).
+    """
+
+    public_id = models.CharField(max_length=32, unique=True, default=method_public_id, editable=False)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_payment_methods"
+    )
+    gateway = models.CharField(max_length=20)
+    token = models.CharField(max_length=255, help_text="The gateway's reusable token (not card data)")
+    customer_reference = models.CharField(
+        max_length=254, blank=True, help_text="What the token belongs to at the gateway (Stripe's customer)"
+    )
+    label = models.CharField(max_length=120, blank=True, help_text='e.g. "visa •••• 4081, expires 12/2030"')
+    details = models.JSONField(default=dict, blank=True, help_text="The gateway's description of it")
+    first_payment = models.ForeignKey(
+        Payment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "gateway", "token"], name="saved_method_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway} {self.label or self.public_id}"
+
+
+class SandboxMethod(models.Model):
+    """The sandbox gateway's own record of a saved method, and how its next charges behave."""
+
+    class Behaviour(models.TextChoices):
+        APPROVE = "approve", "charges succeed"
+        DECLINE = "decline", "charges are declined (insufficient funds)"
+        UNAVAILABLE = "unavailable", "the sandbox answers 503 (a gateway outage)"
+
+    token = models.CharField(max_length=40, unique=True)
+    customer_key = models.CharField(max_length=100)
+    label = models.CharField(max_length=120)
+    behaviour = models.CharField(max_length=12, choices=Behaviour.choices, default=Behaviour.APPROVE)
+    forgotten = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.token} {self.behaviour}"
+
+
 class SandboxCharge(models.Model):
     """The built-in sandbox gateway's own record of a charge: what its verify() answers from."""
 
@@ -299,6 +361,18 @@ class SandboxCharge(models.Model):
     decline_reason = models.CharField(max_length=255, blank=True)
     refunded_amount = models.DecimalField(max_digits=14, decimal_places=3, default=0)
     refund_keys = models.JSONField(default=list, help_text="Idempotency keys of refunds already made")
+    save_method = models.BooleanField(
+        default=False, help_text="Keep the card for charges without the customer"
+    )
+    customer_key = models.CharField(max_length=100, blank=True)
+    method = models.ForeignKey(
+        SandboxMethod,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="charges",
+        help_text="The saved method this charge made (save_method) or used (a charge without the customer)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from core.money import quantize
+from payments.gateways.sandbox import method_save
 from payments.models import SandboxCharge
 from payments.tasks import sandbox_webhook_deliver
 
@@ -29,7 +30,9 @@ def sandbox_pay(request, reference: str):
             charge = get_object_or_404(SandboxCharge.objects.select_for_update(), reference=reference)
             if charge.status == SandboxCharge.Status.PENDING:  # a second press changes nothing
                 charge.status, charge.decline_reason = status, reason
-                charge.save(update_fields=["status", "decline_reason", "updated_at"])
+                if charge.save_method and status == SandboxCharge.Status.SUCCEEDED:
+                    charge.method = method_save(charge)  # the card is kept for renewals
+                charge.save(update_fields=["status", "decline_reason", "method", "updated_at"])
                 sandbox_webhook_deliver.delay_on_commit(charge.reference)
         if charge.return_url:
             return redirect(charge.return_url)

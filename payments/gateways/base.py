@@ -51,6 +51,39 @@ class CheckoutRequest:
     return_url: str  # where the provider sends the customer back
     idempotency_key: str  # the same key for a retried call: the provider creates one payment
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Ask the provider to keep the payment method for charges without the customer (renewals);
+    # only sent to gateways with `saves_methods`. `customer_key` is our stable id of the
+    # customer at the provider (Tinkoff's CustomerKey; Stripe's customer is created for it).
+    save_method: bool = False
+    customer_key: str = ""
+
+
+@dataclass(frozen=True)
+class SavedMethod:
+    """A payment method the provider keeps for charging the customer again without them.
+
+    Only the provider's reusable token and what the customer recognises it by: never card data.
+    """
+
+    token: str  # Paystack authorization_code, Stripe pm_..., YooKassa payment_method.id, Tinkoff RebillId
+    customer_reference: str = ""  # Stripe cus_..., Tinkoff CustomerKey: what the token belongs to
+    label: str = ""  # e.g. "visa •••• 4081, expires 12/2030"
+    raw: dict[str, Any] = field(default_factory=dict)  # the provider's description of it (no PAN)
+
+
+@dataclass(frozen=True)
+class SavedChargeRequest:
+    """Charge a saved method now, without the customer (a renewal)."""
+
+    payment_id: str  # ours, sent as the provider's order id / reference / metadata
+    amount: Decimal
+    currency: str
+    description: str
+    customer_email: str
+    method: SavedMethod
+    # One key per payment attempt: the call retried after a timeout charges once.
+    idempotency_key: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,6 +103,8 @@ class PaymentState:
     currency: str
     error: str = ""  # the provider's reason for a failure, in its words
     raw: dict[str, Any] = field(default_factory=dict)
+    # A succeeded payment made with save_method: the method the provider now keeps.
+    saved_method: SavedMethod | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +135,9 @@ class WebhookNotice:
     amount: Decimal | None
     currency: str | None
     raw: dict[str, Any]
+    # A provider that reports the saved method only in its (signed) notification (Tinkoff's
+    # RebillId) puts it here; payments keep it once verify() confirms the payment succeeded.
+    saved_method: SavedMethod | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +160,9 @@ class PaymentGateway(ABC):
     # The settings without which its webhooks cannot be authenticated (or confirmed): with one
     # missing, the webhook endpoint answers 503 gateway_not_configured and stores nothing.
     webhook_settings: tuple[str, ...] = ()
+    # True where the provider can keep a payment method and charge it without the customer
+    # (create_checkout with save_method, charge_saved, method_forget).
+    saves_methods: bool = False
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = config
@@ -148,3 +189,19 @@ class PaymentGateway(ABC):
 
     def webhook_reply(self, notice: WebhookNotice) -> WebhookReply:
         return WebhookReply()
+
+    def charge_saved(self, request: SavedChargeRequest) -> PaymentState:
+        """Charge a saved method without the customer.
+
+        Returns the provider's state of the new charge (its `reference` is what verify() and
+        refund() take): SUCCEEDED, FAILED with the decline in `error`, or PENDING when the
+        provider decides later (verify() or its webhook tells). Raises GatewayError: transient
+        ones (timeouts, 5xx) may be retried with the same idempotency key and charge once; a
+        refusal (`transient=False`) is final for this attempt.
+        """
+        raise GatewayError(f"{self.name}: cannot charge saved methods", transient=False, code="not_supported")
+
+    def method_forget(self, method: SavedMethod) -> None:
+        """Ask the provider to forget a saved method the customer deleted (where it has a call for
+        it). Raises GatewayError; the method is deleted on our side whatever the answer."""
+        return None  # a provider with no such call: forgetting it is ours alone

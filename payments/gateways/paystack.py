@@ -1,4 +1,5 @@
-"""Paystack: hosted checkout through the Transaction API, refunds, signed webhooks.
+"""Paystack: hosted checkout through the Transaction API, refunds, signed webhooks, and
+charges of a saved card authorization without the customer (renewals).
 
 Documented endpoints used (https://paystack.com/docs/api/, base https://api.paystack.co for
 both test and live mode: the secret key, sk_test_... or sk_live_..., selects the mode, so
@@ -9,23 +10,46 @@ and answers `{"status": true|false, "message": ..., "data": ...}`:
   callback_url, metadata} -> data.authorization_url, data.access_code, data.reference.
 - GET /transaction/verify/:reference -> data.status (success, failed, abandoned, ongoing,
   pending, processing, queued, reversed), data.amount (subunits), data.currency,
-  data.gateway_response (the bank's or processor's words).
+  data.gateway_response (the bank's or processor's words), data.metadata (as we sent it),
+  data.authorization {authorization_code, reusable, brand, card_type, last4, exp_month,
+  exp_year, bank, channel, signature, ...} and data.customer {email, customer_code, ...}.
 - POST /refund {transaction, amount (subunits), currency, customer_note, merchant_note}
   -> data.id, data.status (pending, processing, processed, failed), data.amount.
+- POST /transaction/charge_authorization {email, amount (subunits), authorization_code,
+  reference, currency, metadata} -> "Charge attempted" and the new transaction, as verify
+  gives it (data.status success or failed, data.gateway_response); or, when the card's bank
+  wants the customer after all, data {paused: true, authorization_url, reference}.
+- POST /customer/authorization/deactivate {authorization_code} -> status and message, no data.
+  (It replaced POST /customer/deactivate_authorization in Paystack's reference.)
+
+Saved methods (https://paystack.com/docs/payments/recurring-charges/): every successful card
+payment leaves an authorization, and Paystack charges it again when `reusable` is true. So a
+checkout that saves asks nothing special of Paystack: save_method only marks the transaction's
+metadata ("save_method": "true", and our customer_key), and verify() of a success so marked
+returns the reusable authorization as a SavedMethod (none when Paystack will not reuse the
+card: the renewal then needs the customer again). Its token is the authorization_code; its
+customer_reference is the email of the Paystack customer it belongs to, because
+charge_authorization refuses any other email ("Email does not match Authorization code"),
+and our customer may change theirs later. Paystack has no customer id to send at checkout.
 
 Idempotency: the reference we send is unique per transaction at Paystack: a second
-initialize with the same reference creates nothing and is refused with "Duplicate Transaction
-Reference". So the reference is our idempotency key (made to fit Paystack's alphabet, see
-`paystack_reference`), and initialize is safe to retry. Paystack returns the checkout URL
-only in the first answer: if that answer was lost, the retry gets the refusal and we raise
-GatewayError(code="duplicate_reference"); the caller starts a new checkout with a new key.
-POST /refund has no idempotency key, so it is never retried here.
+initialize or charge_authorization with the same reference creates nothing and is refused with
+"Duplicate Transaction Reference". So the reference is our idempotency key (made to fit
+Paystack's alphabet, see `paystack_reference`), and both calls are safe to retry. Paystack
+returns the checkout URL only in the first answer: if that answer was lost, the retry gets the
+refusal and we raise GatewayError(code="duplicate_reference"); the caller starts a new checkout
+with a new key. A charge whose answer was lost (a timeout or a 5xx, whether the client's own
+retry or the caller's, with the same key) gets the same refusal, and the refusal proves that the
+first try made the transaction: charge_saved then verifies the reference and returns that
+transaction's state, so one key charges the card once. POST /refund has no idempotency key,
+so it is never retried here.
 
 Webhooks (https://paystack.com/docs/payments/webhooks/): header `x-paystack-signature` is
 the hex HMAC-SHA512 of the raw body keyed with the secret key. Events carry no event id, so
 event_id is the event name and the id of its object (transaction or refund). Paystack wants
 a 200 with nothing else: the default WebhookReply. Paystack also publishes the IPs it sends
-from; filtering on them is left to the web server.
+from; filtering on them is left to the web server. A renewal's charge.success names the
+reference charge_saved returned. The saved method is read from verify(), never from a webhook.
 """
 
 import contextlib
@@ -47,6 +71,8 @@ from payments.gateways.base import (
     PaymentState,
     RefundRequest,
     RefundResult,
+    SavedChargeRequest,
+    SavedMethod,
     Status,
     WebhookAuthError,
     WebhookNotice,
@@ -56,6 +82,23 @@ from payments.gateways.http import GatewayHTTP
 BASE_URL = "https://api.paystack.co"
 SIGNATURE_HEADER = "x-paystack-signature"
 _REFERENCE_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+SAVE_MARK = "save_method"  # the metadata key a checkout that saves its card carries
+# The authorization's fields kept in SavedMethod.raw: what the customer recognises the card by
+# and what Paystack identifies it by. Not `bin` (the card number's first six digits).
+AUTHORIZATION_FIELDS = (
+    "authorization_code",
+    "channel",
+    "brand",
+    "card_type",
+    "last4",
+    "exp_month",
+    "exp_year",
+    "bank",
+    "country_code",
+    "reusable",
+    "signature",
+    "account_name",
+)
 
 TRANSACTION_STATUSES = {
     "success": Status.SUCCEEDED,
@@ -78,9 +121,41 @@ def paystack_reference(idempotency_key: str) -> str:
     return "".join(chr(b) if b in _REFERENCE_CHARS else f"={b:02X}" for b in idempotency_key.encode())
 
 
+def _metadata(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A transaction's metadata: the object we sent, or the JSON string Paystack may give back."""
+    metadata = data.get("metadata")
+    if isinstance(metadata, str):
+        with contextlib.suppress(ValueError):
+            metadata = json.loads(metadata)
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _saved_method(data: Mapping[str, Any]) -> SavedMethod | None:
+    """The transaction's authorization as a SavedMethod, if Paystack will charge it again."""
+    authorization = data.get("authorization")
+    customer = data.get("customer")
+    if not isinstance(authorization, dict) or authorization.get("reusable") is not True:
+        return None
+    token = authorization.get("authorization_code")
+    email = customer.get("email") if isinstance(customer, dict) else None
+    if not token or not email:  # without the email it belongs to, no charge would be accepted
+        return None
+    # "visa •••• 4081, expires 12/2030"; card_type ("visa DEBIT") where Paystack gives no brand.
+    kind = authorization.get("brand") or authorization.get("card_type") or authorization.get("channel")
+    kind = str(kind or "card").strip()
+    last4 = authorization.get("last4")
+    label = f"{kind} •••• {last4}" if last4 else kind
+    if authorization.get("exp_month") and authorization.get("exp_year"):
+        label += f", expires {authorization['exp_month']}/{authorization['exp_year']}"
+    raw = {name: authorization.get(name) for name in AUTHORIZATION_FIELDS}
+    raw.update(customer_code=customer.get("customer_code"), email=email)
+    return SavedMethod(token=str(token), customer_reference=str(email), label=label, raw=raw)
+
+
 class PaystackGateway(PaymentGateway):
     name = "paystack"
     webhook_settings = ("secret_key",)
+    saves_methods = True
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
@@ -97,17 +172,20 @@ class PaystackGateway(PaymentGateway):
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
         reference = paystack_reference(request.idempotency_key)
+        metadata = {**request.metadata, "payment_id": request.payment_id, "description": request.description}
+        if request.save_method:
+            # Paystack keeps every card authorization anyway: the mark tells verify() that this
+            # customer asked to keep theirs, and the dashboard whose customer it is.
+            metadata[SAVE_MARK] = "true"
+            if request.customer_key:
+                metadata["customer_key"] = request.customer_key
         payload = {
             "email": request.customer_email,
             "amount": to_minor(request.amount, request.currency),
             "currency": request.currency,
             "reference": reference,
             "callback_url": request.return_url,
-            "metadata": {
-                **request.metadata,
-                "payment_id": request.payment_id,
-                "description": request.description,
-            },
+            "metadata": metadata,
         }
         try:
             data = self._call("POST", "/transaction/initialize", retry_safe=True, json=payload)
@@ -125,17 +203,49 @@ class PaystackGateway(PaymentGateway):
 
     def verify(self, reference: str) -> PaymentState:
         data = self._call("GET", f"/transaction/verify/{quote(reference, safe='')}", retry_safe=True)
-        status = TRANSACTION_STATUSES.get(data.get("status"), Status.PENDING)
-        amount, currency = self._money(data)
-        error = (data.get("gateway_response") or data.get("message") or "") if status == Status.FAILED else ""
-        return PaymentState(
-            reference=data.get("reference") or reference,
-            status=status,
-            amount=amount,
-            currency=currency,
-            error=error,
-            raw=data,
-        )
+        return self._state(data, reference)
+
+    def charge_saved(self, request: SavedChargeRequest) -> PaymentState:
+        reference = paystack_reference(request.idempotency_key)
+        payload = {
+            # The email the authorization belongs to at Paystack, which it checks; ours may differ.
+            "email": request.method.customer_reference or request.customer_email,
+            "amount": to_minor(request.amount, request.currency),
+            "authorization_code": request.method.token,
+            "reference": reference,
+            "currency": request.currency,
+            "metadata": {
+                **request.metadata,
+                "payment_id": request.payment_id,
+                "description": request.description,
+            },
+        }
+        try:
+            # Retry-safe: a retry that finds the reference taken is answered below, by verify.
+            data = self._call("POST", "/transaction/charge_authorization", retry_safe=True, json=payload)
+        except GatewayError as exc:
+            if exc.transient or "duplicate" not in str(exc).lower():
+                raise
+            return self._charged_before(reference, request, exc)
+        if data.get("paused") or "amount" not in data:
+            # The bank wants the customer (data.authorization_url) after all: no transaction
+            # fields in this answer, and verify() says where the transaction stands (pending).
+            return self.verify(str(data.get("reference") or reference))
+        return self._state(data, reference)
+
+    def method_forget(self, method: SavedMethod) -> None:
+        try:
+            # Retry-safe: deactivating twice leaves the authorization as deactivating once does.
+            self._call(
+                "POST",
+                "/customer/authorization/deactivate",
+                retry_safe=True,
+                json={"authorization_code": method.token},
+                data_required=False,
+            )
+        except GatewayError as exc:
+            if exc.status != 404:  # "Authorization code not found": Paystack can charge it no more
+                raise
 
     def refund(self, request: RefundRequest) -> RefundResult:
         payload = {
@@ -180,14 +290,69 @@ class PaystackGateway(PaymentGateway):
             raw=payload,
         )
 
-    def _call(self, method: str, path: str, *, retry_safe: bool, json: Any = None) -> dict[str, Any]:
-        """One API call; anything but `status: true` with a data object raises GatewayError."""
+    def _state(self, data: Mapping[str, Any], reference: str) -> PaymentState:
+        """A transaction as verify and charge_authorization give it, in our terms."""
+        status = TRANSACTION_STATUSES.get(data.get("status"), Status.PENDING)
+        amount, currency = self._money(data)
+        error = (data.get("gateway_response") or data.get("message") or "") if status == Status.FAILED else ""
+        saved = None
+        if status == Status.SUCCEEDED and _metadata(data).get(SAVE_MARK) == "true":
+            saved = _saved_method(data)
+        return PaymentState(
+            reference=data.get("reference") or reference,
+            status=status,
+            amount=amount,
+            currency=currency,
+            error=error,
+            raw=dict(data),
+            saved_method=saved,
+        )
+
+    def _charged_before(
+        self, reference: str, request: SavedChargeRequest, refusal: GatewayError
+    ) -> PaymentState:
+        """The state of the charge an earlier try with this reference made (its answer was lost)."""
+        try:
+            state = self.verify(reference)
+        except GatewayError as exc:
+            if exc.transient or exc.status != 404:
+                raise
+            # The reference is taken but its transaction not found (yet): the first try is
+            # still under way at Paystack, and the caller's next retry will find it.
+            raise GatewayError(
+                f"paystack: charge {reference} is still being made; verify it again later",
+                transient=True,
+                code="charge_in_flight",
+                status=exc.status,
+            ) from exc
+        authorization = state.raw.get("authorization")
+        code = authorization.get("authorization_code") if isinstance(authorization, dict) else None
+        other_card = bool(code) and code != request.method.token
+        other_amount = state.amount != request.amount or state.currency != request.currency
+        if other_card or other_amount:
+            # The key was spent on another transaction (another card, amount or currency):
+            # returning that one's state would report a charge this request never made.
+            raise GatewayError(
+                f"paystack: reference {reference} belongs to another transaction; charge with a new "
+                "idempotency key",
+                transient=False,
+                code="duplicate_reference",
+                status=refusal.status,
+            ) from refusal
+        return state
+
+    def _call(
+        self, method: str, path: str, *, retry_safe: bool, json: Any = None, data_required: bool = True
+    ) -> dict[str, Any]:
+        """One API call; anything but `status: true` (with a data object where one is due) raises
+        GatewayError. Deactivation answers a status and a message only."""
         response = self.http.request(method, path, retry_safe=retry_safe, json=json)
         body = self.http.json(response)
         if not isinstance(body, dict):
             body = {}
-        if response.ok and body.get("status") is True and isinstance(body.get("data"), dict):
-            return body["data"]
+        data = body.get("data")
+        if response.ok and body.get("status") is True and (isinstance(data, dict) or not data_required):
+            return data if isinstance(data, dict) else {}
         raise GatewayError(
             f"paystack: {body.get('message') or 'unexpected answer'} (HTTP {response.status_code} on {path})",
             transient=False,

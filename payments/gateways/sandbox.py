@@ -5,6 +5,11 @@ It behaves like a provider: create_checkout records a charge and points the cust
 webhook (header X-Sandbox-Signature: hex HMAC-SHA256 of the raw body, keyed with the hex
 SHA-256 of "sandbox-webhooks:<SANDBOX_WEBHOOK_SECRET or SECRET_KEY>") to
 /api/payments/webhook/sandbox; verify() answers from the charge.
+
+Saved methods: a checkout with save_method keeps the card when Pay is pressed (a
+SandboxMethod, token "sbxm_..."), and verify() returns it. charge_saved charges it at once,
+de-duplicated by the idempotency key like a provider; the method's `behaviour` (set in the
+admin, or by a test) makes its charges succeed, be declined, or meet a 503 outage.
 """
 
 import hashlib
@@ -17,6 +22,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from core.money import quantize
 from payments.gateways.base import (
@@ -27,11 +33,13 @@ from payments.gateways.base import (
     PaymentState,
     RefundRequest,
     RefundResult,
+    SavedChargeRequest,
+    SavedMethod,
     Status,
     WebhookAuthError,
     WebhookNotice,
 )
-from payments.models import SandboxCharge
+from payments.models import SandboxCharge, SandboxMethod
 
 SIGNATURE_HEADER = "X-Sandbox-Signature"
 
@@ -40,9 +48,28 @@ def sign(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def method_save(charge: SandboxCharge) -> SandboxMethod:
+    """The card a save_method charge was paid with, kept (the Pay button of such a charge)."""
+    return SandboxMethod.objects.create(
+        token=f"sbxm_{secrets.token_hex(10)}",
+        customer_key=charge.customer_key,
+        label=f"sandbox card •••• 4242, expires 12/{timezone.now().year + 3}",
+    )
+
+
+def _saved(method: SandboxMethod) -> SavedMethod:
+    return SavedMethod(
+        token=method.token,
+        customer_reference=method.customer_key,
+        label=method.label,
+        raw={"token": method.token, "label": method.label},
+    )
+
+
 class SandboxGateway(PaymentGateway):
     name = "sandbox"
     idempotent_refunds = True
+    saves_methods = True
 
     @property
     def secret(self) -> str:
@@ -60,6 +87,8 @@ class SandboxGateway(PaymentGateway):
                     currency=request.currency,
                     description=request.description[:255],
                     return_url=request.return_url,
+                    save_method=request.save_method,
+                    customer_key=request.customer_key[:100],
                 )
         except IntegrityError:
             charge = SandboxCharge.objects.get(idempotency_key=request.idempotency_key)  # a retried call
@@ -90,7 +119,45 @@ class SandboxGateway(PaymentGateway):
             currency=charge.currency,
             error=charge.decline_reason,
             raw={"reference": charge.reference, "status": charge.status},
+            saved_method=_saved(charge.method)
+            if charge.save_method and charge.method and status == Status.SUCCEEDED
+            else None,
         )
+
+    def charge_saved(self, request: SavedChargeRequest) -> PaymentState:
+        existing = SandboxCharge.objects.filter(idempotency_key=request.idempotency_key).first()
+        if existing is not None:  # the same charge asked again: its outcome, not a second charge
+            return self.verify(existing.reference)
+        method = SandboxMethod.objects.filter(
+            token=request.method.token, customer_key=request.method.customer_reference, forgotten=False
+        ).first()
+        if method is None:
+            raise GatewayError(
+                "sandbox: no such saved method", transient=False, code="invalid_method", status=400
+            )
+        if method.behaviour == SandboxMethod.Behaviour.UNAVAILABLE:
+            raise GatewayError("sandbox: 503 service unavailable", transient=True, status=503)
+        declined = method.behaviour == SandboxMethod.Behaviour.DECLINE
+        try:
+            with transaction.atomic():
+                charge = SandboxCharge.objects.create(
+                    reference=f"sbx_{secrets.token_hex(10)}",
+                    idempotency_key=request.idempotency_key,
+                    payment_public_id=request.payment_id,
+                    amount=quantize(request.amount, request.currency),
+                    currency=request.currency,
+                    description=request.description[:255],
+                    customer_key=method.customer_key,
+                    method=method,
+                    status=SandboxCharge.Status.FAILED if declined else SandboxCharge.Status.SUCCEEDED,
+                    decline_reason="Insufficient funds (sandbox card set to decline)" if declined else "",
+                )
+        except IntegrityError:  # the same key, concurrently
+            charge = SandboxCharge.objects.get(idempotency_key=request.idempotency_key)
+        return self.verify(charge.reference)
+
+    def method_forget(self, method: SavedMethod) -> None:
+        SandboxMethod.objects.filter(token=method.token).update(forgotten=True)
 
     def refund(self, request: RefundRequest) -> RefundResult:
         with transaction.atomic():

@@ -130,7 +130,7 @@ def test_same_order_twice_makes_one_payment(gateway, fake):
         gateway.create_checkout(checkout("pay_once"))
 
     assert caught.value.transient is False
-    assert caught.value.code == "8"
+    assert caught.value.code == "20"  # "Ошибка повторного идентификатора заказа"
     assert list(fake.payments) == [first.reference]
 
 
