@@ -2,7 +2,7 @@
 
 from enum import StrEnum
 
-from core.errors import BusinessRuleViolation
+from core.errors import BusinessRuleViolation, TransientError
 
 
 class PaymentErrorCode(StrEnum):
@@ -31,3 +31,7 @@ class PaymentRefused(BusinessRuleViolation):
     """A payment that will not be opened, for the reason given (HTTP 422)."""
 
     default_code = PaymentErrorCode.ITEM_NOT_PAYABLE
+
+
+class GatewayUnreachable(TransientError):
+    """A gateway that could not be reached (timeout, 5xx): try again later, with the same key."""

@@ -86,9 +86,10 @@ def _paid_elsewhere(purpose: str, item_ids: Sequence[str]) -> str | None:
 
 
 def _open_payment_for(
-    *, customer_id: int, purpose: str, items: list[Payable], gateway: str
+    *, customer_id: int, purpose: str, items: list[Payable], gateway: str, saved_method_id: int | None
 ) -> Payment | None:
-    """An open payment at `gateway` for exactly these items at these amounts, to be reused."""
+    """An open payment at `gateway` for exactly these items at these amounts, to be reused: a
+    checkout for a checkout, a charge of the same saved method for a charge."""
     currency = items[0].currency
     wanted = {(item.item_id, Decimal(item.amount)) for item in items}
     candidates = Payment.objects.filter(
@@ -97,6 +98,7 @@ def _open_payment_for(
         gateway=gateway,
         status__in=OPEN,
         currency=currency,
+        saved_method_id=saved_method_id,
         allocations__purpose_id=items[0].item_id,
     ).order_by("-created_at")
     for payment in candidates:
@@ -106,10 +108,17 @@ def _open_payment_for(
 
 
 def payment_open(
-    *, customer_id: int, purpose: str, item_ids: Sequence[str], gateway: str | None = None
+    *,
+    customer_id: int,
+    purpose: str,
+    item_ids: Sequence[str],
+    gateway: str | None = None,
+    saved_method_id: int | None = None,
 ) -> Payment:
     """The payment for `item_ids` of `purpose`: an open one for exactly them at `gateway`, or a
-    new one (payment.created), priced by the purpose, never by the caller.
+    new one (payment.created), priced by the purpose, never by the caller. With
+    `saved_method_id`, a payment to be charged to that method (payments.charges), reused until
+    the gateway has answered, so that a charge whose answer was lost is never made twice.
 
     Refused whole (PaymentRefused, nothing created) when the purpose is not registered, or an
     item is repeated, unknown, another customer's, not payable now or already paid.
@@ -126,10 +135,22 @@ def payment_open(
                 extra={"purpose": purpose, "item_id": paid},
             )
         gateway = services.payment_gateway_choose(gateway)
-        reused = _open_payment_for(customer_id=customer_id, purpose=purpose, items=items, gateway=gateway)
+        reused = _open_payment_for(
+            customer_id=customer_id,
+            purpose=purpose,
+            items=items,
+            gateway=gateway,
+            saved_method_id=saved_method_id,
+        )
         if reused is not None:
             return reused
-        return services.payment_create(customer_id=customer_id, purpose=purpose, items=items, gateway=gateway)
+        return services.payment_create(
+            customer_id=customer_id,
+            purpose=purpose,
+            items=items,
+            gateway=gateway,
+            saved_method_id=saved_method_id,
+        )
 
 
 def _unsettled_payments(purpose: str, item_id: str, statuses: tuple[str, ...]) -> list[Payment]:

@@ -52,6 +52,12 @@ class Purpose(ABC):
     """How payments finds, checks and prices one app's items."""
 
     name: str  # the purpose's name in payments and in payment.* events: "order", "booking"...
+    # Charged again later without the customer (subscriptions): its checkouts ask the gateway
+    # to keep the payment method, and payments keep it once the payment succeeds.
+    saves_methods: bool = False
+    # A batch may name the items by what the customer knows them by instead of item ids:
+    # POST /api/payments/batch {"<batch_field>": [...]}, mapped by items_named().
+    batch_field: str = ""
 
     @abstractmethod
     def payables(self, item_ids: Sequence[str]) -> dict[str, Payable]:
@@ -60,8 +66,18 @@ class Purpose(ABC):
         Called inside payments' transaction; it must only read.
         """
 
+    def items_named(self, values: Sequence[str], customer_id: int) -> list[str]:
+        """The item ids that `values` of `batch_field` name for this customer, in order; refuse
+        (PaymentRefused) a value that is not the customer's or names nothing payable."""
+        raise NotImplementedError(f"{self.name} names its items by id only")
+
 
 PURPOSES: dict[str, Purpose] = {}
+
+
+def batch_fields() -> dict[str, Purpose]:
+    """The purposes whose items a batch may name by another field, by that field."""
+    return {purpose.batch_field: purpose for purpose in PURPOSES.values() if purpose.batch_field}
 
 
 def register(purpose: Purpose) -> None:
@@ -100,18 +116,18 @@ def items_priced(*, purpose: str, item_ids: Sequence[str], customer_id: int) -> 
     seen: set[str] = set()
     for item_id in item_ids:
         if item_id in seen:
-            raise _refused(PaymentErrorCode.ITEM_REPEATED, purpose, item_id, "is named more than once")
+            raise item_refused(PaymentErrorCode.ITEM_REPEATED, purpose, item_id, "is named more than once")
         seen.add(item_id)
     found = purpose_get(purpose).payables(list(item_ids))
     items = []
     for item_id in item_ids:
         item = found.get(item_id)
         if item is None or item.customer_id != customer_id:
-            raise _refused(PaymentErrorCode.ITEM_NOT_FOUND, purpose, item_id, "is not one of yours")
+            raise item_refused(PaymentErrorCode.ITEM_NOT_FOUND, purpose, item_id, "is not one of yours")
         if item.payability == Payability.PAID:
-            raise _refused(PaymentErrorCode.ITEM_ALREADY_PAID, purpose, item_id, item.reason or "is paid")
+            raise item_refused(PaymentErrorCode.ITEM_ALREADY_PAID, purpose, item_id, item.reason or "is paid")
         if item.payability != Payability.PAYABLE:
-            raise _refused(
+            raise item_refused(
                 PaymentErrorCode.ITEM_NOT_PAYABLE, purpose, item_id, item.reason or "cannot be paid now"
             )
         items.append(item)
@@ -125,7 +141,7 @@ def items_priced(*, purpose: str, item_ids: Sequence[str], customer_id: int) -> 
     return items
 
 
-def _refused(code: PaymentErrorCode, purpose: str, item_id: str, why: str) -> PaymentRefused:
+def item_refused(code: PaymentErrorCode, purpose: str, item_id: str, why: str) -> PaymentRefused:
     return PaymentRefused(
         f"{purpose} {item_id} {why}.", code=code, extra={"purpose": purpose, "item_id": item_id}
     )

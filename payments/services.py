@@ -19,7 +19,15 @@ from core.errors import BusinessRuleViolation, InvalidInput, Unavailable
 from core.money import MoneyError, exponent, quantize
 from payments.errors import PaymentErrorCode
 from payments.gateways.base import CheckoutRequest, GatewayError, PaymentState, RefundResult, Status
-from payments.models import Payment, PaymentAllocation, PaymentLedgerEntry, Refund, RefundShare
+from payments.methods import customer_key, method_keep, purpose_saves_methods
+from payments.models import (
+    Payment,
+    PaymentAllocation,
+    PaymentLedgerEntry,
+    Refund,
+    RefundShare,
+    SavedPaymentMethod,
+)
 from payments.purposes import Payable
 from payments.registry import gateway_for
 from payments.transitions import PAYMENT, REFUND
@@ -64,6 +72,8 @@ def _event_data(
     }
     if len(allocations) == 1:
         data["purpose_id"] = allocations[0].purpose_id
+    if payment.saved_method_id:
+        data["off_session"] = True  # charged to a saved method, without the customer
     return data | extra
 
 
@@ -102,6 +112,7 @@ def payment_create(
     items: list[Payable],
     gateway: str,
     deadline: datetime | None = None,
+    saved_method_id: int | None = None,
 ) -> Payment:
     """A new payment in `created` for `items` (priced by their purpose), and payment.created.
 
@@ -133,6 +144,7 @@ def payment_create(
             # Each allocation keeps its own kind; the payment's is theirs when they agree.
             kind=kinds.pop() if len(kinds := {item.kind for item in items}) == 1 else Payment.Kind.FULL,
             deadline=deadline,
+            saved_method_id=saved_method_id,
         )
         allocations = PaymentAllocation.objects.bulk_create(
             PaymentAllocation(
@@ -155,6 +167,18 @@ def payment_checkout_started(*, payment_id: int, reference: str, checkout_url: s
         _move(payment, Payment.Status.PENDING, fields=("gateway_reference", "checkout_url"))
         _ledger(payment, PaymentLedgerEntry.Source.CHECKOUT, note="checkout created", raw=raw)
     return payment
+
+
+def payment_charge_started(*, payment_id: int, reference: str) -> None:
+    """A saved method's charge was made (or is being decided) at the gateway: remember its
+    reference and wait for the answer (pending)."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.status != Payment.Status.CREATED:
+            return
+        payment.gateway_reference = reference
+        _move(payment, Payment.Status.PENDING, fields=("gateway_reference",))
+        SavedPaymentMethod.objects.filter(pk=payment.saved_method_id).update(last_used_at=timezone.now())
 
 
 def payment_record_error(*, payment_id: int, error: str) -> None:
@@ -207,6 +231,8 @@ def payment_apply_state(*, payment_id: int, state: PaymentState, source: str) ->
         else:
             payment.last_error = state.error if target == Payment.Status.FAILED else payment.last_error
             _move(payment, target, fields=("last_error",))
+        if target == Payment.Status.SUCCEEDED and state.saved_method is not None:
+            method_keep(payment=payment, saved=state.saved_method)
         event = EVENT_BY_STATUS.get(target)
         if event:
             extra = {"late": True} if late else {}
@@ -419,6 +445,9 @@ def payment_start_checkout(
         customer_email=customer_email,
         return_url=return_url,
         idempotency_key=payment.public_id,
+        # A purpose that charges again later (subscriptions) has the gateway keep the method.
+        save_method=purpose_saves_methods(payment.purpose),
+        customer_key=customer_key(payment.customer_id),
     )
     try:
         session = gateway_for(payment.gateway).create_checkout(request)

@@ -41,6 +41,7 @@ from payments.gateways.base import (
     WebhookNotice,
     WebhookReply,
 )
+from payments.methods import method_keep
 from payments.models import Payment, PaymentLedgerEntry, WebhookEvent
 from payments.registry import gateway_for
 from payments.services import payment_apply_state
@@ -251,6 +252,19 @@ def _close(event: WebhookEvent, *, error: str, confirmed: bool) -> None:
             rows.update(**done, proof=WebhookEvent.Proof.REPEATED)
 
 
+def _keep_notified_method(gateway: PaymentGateway, event: WebhookEvent, payment: Payment) -> None:
+    """A gateway that names the saved method only in its signed notification (Tinkoff's
+    RebillId): keep it once the API has confirmed the payment succeeded."""
+    if not gateway.saves_methods or event.proof != WebhookEvent.Proof.SIGNATURE:
+        return
+    try:
+        notice = gateway.parse_webhook(headers=event.headers, body=event.body_bytes)
+    except (WebhookAuthError, GatewayError):
+        return
+    if notice.saved_method is not None and notice.reference == payment.gateway_reference:
+        method_keep(payment=payment, saved=notice.saved_method)
+
+
 def webhook_verify(*, webhook_event_id: int) -> None:
     """Confirm a stored webhook with the gateway's API and apply what the API says.
 
@@ -273,11 +287,16 @@ def webhook_verify(*, webhook_event_id: int) -> None:
         return
     if event.payment_id is None:
         WebhookEvent.objects.filter(pk=event.pk).update(payment=payment)
-    state = gateway_for(event.gateway).verify(payment.gateway_reference)
+    gateway = gateway_for(event.gateway)
+    state = gateway.verify(payment.gateway_reference)
     checks = event.checks + 1
     with transaction.atomic():
         WebhookEvent.objects.filter(pk=event.pk).update(checks=checks)
-        payment_apply_state(payment_id=payment.pk, state=state, source=PaymentLedgerEntry.Source.VERIFY)
+        payment = payment_apply_state(
+            payment_id=payment.pk, state=state, source=PaymentLedgerEntry.Source.VERIFY
+        )
+        if state.status == Status.SUCCEEDED and payment.status == Payment.Status.SUCCEEDED:
+            _keep_notified_method(gateway, event, payment)
         if claim_confirmed(event.claimed_status, state.status):
             _close(event, error="", confirmed=True)
             return

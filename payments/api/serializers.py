@@ -2,7 +2,8 @@ from rest_framework import serializers
 
 from core.money import quantize
 from core.serializers import MoneyField
-from payments.models import Payment, PaymentAllocation, Refund
+from payments.models import Payment, PaymentAllocation, Refund, SavedPaymentMethod
+from payments.purposes import batch_fields
 from payments.registry import GATEWAY_CLASSES, gateway_refusal
 
 SERVER_PRICED = ("amount", "currency", "kind")
@@ -38,12 +39,46 @@ class PaymentCreateSerializer(_CheckoutFields):
 
 
 class BatchPaymentCreateSerializer(_CheckoutFields):
-    """One payment for several items of one purpose (e.g. the boxes of several subscriptions)."""
+    """One payment for several items of one purpose: `purpose` and `item_ids`, or a purpose's own
+    field naming its items (`subscription_ids`: the open invoices of those subscriptions)."""
 
-    purpose = serializers.CharField(max_length=40, help_text="The purpose every item is of")
+    purpose = serializers.CharField(max_length=40, required=False, help_text="The purpose every item is of")
     item_ids = serializers.ListField(
-        child=serializers.CharField(max_length=100), min_length=1, max_length=50, allow_empty=False
+        child=serializers.CharField(max_length=100),
+        min_length=1,
+        max_length=50,
+        allow_empty=False,
+        required=False,
     )
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for name, purpose in batch_fields().items():
+            fields[name] = serializers.ListField(
+                child=serializers.CharField(max_length=100),
+                min_length=1,
+                max_length=50,
+                allow_empty=False,
+                required=False,
+                help_text=f"Instead of purpose and item_ids: the {purpose.name} items these name",
+            )
+        return fields
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        named = [name for name in batch_fields() if name in attrs]
+        ways = len(named) + ("purpose" in attrs or "item_ids" in attrs)
+        if ways > 1:
+            raise serializers.ValidationError(
+                {name: ["name the items one way only"] for name in [*named, "item_ids"]}
+            )
+        if named:
+            purpose = batch_fields()[named[0]]
+            return attrs | {"purpose": purpose.name, "named": attrs.pop(named[0])}
+        missing = [name for name in ("purpose", "item_ids") if name not in attrs]
+        if missing:
+            raise serializers.ValidationError({name: ["This field is required."] for name in missing})
+        return attrs
 
 
 class RefundSerializer(serializers.ModelSerializer):
@@ -117,3 +152,11 @@ class PaymentQueuedSerializer(serializers.Serializer):
 
     id = serializers.CharField()
     status = serializers.ChoiceField(choices=Payment.Status.choices)
+
+
+class SavedMethodSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id")
+
+    class Meta:
+        model = SavedPaymentMethod
+        fields = ["id", "gateway", "label", "created_at", "last_used_at"]

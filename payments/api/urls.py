@@ -10,4 +10,6 @@ urlpatterns = [
     path("payments/<str:payment_id>", views.PaymentDetailView.as_view(), name="detail"),
     path("payments/<str:payment_id>/process", views.PaymentProcessView.as_view(), name="process"),
     path("payments/<str:payment_id>/refund", views.PaymentRefundView.as_view(), name="refund"),
+    path("payment-methods", views.SavedMethodListView.as_view(), name="methods"),
+    path("payment-methods/<str:method_id>", views.SavedMethodDetailView.as_view(), name="method"),
 ]

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from core.drf import CurrencyFilter, FilterSet
 from core.errors import ApplicationError, NotFound, Unavailable
 from core.idempotency import HEADER, idempotent, key_digest
-from payments import policy, services, tasks
+from payments import methods, policy, services, tasks
 from payments.api import examples
 from payments.api.serializers import (
     BatchPaymentCreateSerializer,
@@ -22,8 +22,10 @@ from payments.api.serializers import (
     PaymentSerializer,
     RefundCreateSerializer,
     RefundSerializer,
+    SavedMethodSerializer,
 )
-from payments.models import Payment, Refund
+from payments.models import Payment, Refund, SavedPaymentMethod
+from payments.purposes import purpose_get
 from payments.registry import GATEWAY_CLASSES, gateway_for
 from payments.selectors import allocation_of, payments_visible_to
 from payments.webhooks import webhook_receive
@@ -114,10 +116,13 @@ def checkout_steps(request, fields: dict) -> dict:
     """The two steps of an idempotent checkout: open the payment once, then open its checkout."""
 
     def open_payment(record) -> None:
+        item_ids = fields.get("item_ids")
+        if item_ids is None:  # named by the purpose's own batch field
+            item_ids = purpose_get(fields["purpose"]).items_named(fields["named"], request.user.pk)
         payment = policy.payment_open(
             customer_id=request.user.pk,
             purpose=fields["purpose"],
-            item_ids=fields["item_ids"],
+            item_ids=item_ids,
             gateway=fields.get("gateway"),
         )
         record.resource_id = str(payment.pk)
@@ -273,3 +278,25 @@ class WebhookView(APIView):
         headers = dict(request.headers.items())
         status_code, reply = webhook_receive(gateway=client, headers=headers, body=request.body)
         return HttpResponse(reply.body, status=status_code, content_type=reply.content_type)
+
+
+class SavedMethodListView(ListAPIView):
+    """GET /api/payment-methods: your saved payment methods (kept after a first subscription payment)."""
+
+    serializer_class = SavedMethodSerializer
+    ordering_fields = ["created_at"]
+    ordering = ["-created_at", "-pk"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return SavedPaymentMethod.objects.none()
+        return methods.methods_of(self.request.user.pk)
+
+
+class SavedMethodDetailView(APIView):
+    """DELETE /api/payment-methods/<id>: delete one of yours; renewals then send a payment link."""
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, method_id: str):
+        methods.method_delete(customer_id=request.user.pk, method_id=method_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,111 @@
+"""Saved payment methods: kept after a first payment, charged without the customer, deleted
+by the customer.
+
+- A purpose that charges again later (subscriptions) says so (`Purpose.saves_methods`); its
+  checkouts then ask the gateway to keep the method, and when the payment succeeds the
+  gateway's reusable token is kept here (`method_keep`, payment_method.saved). Only the
+  token and a label: never card data.
+- payments.charges charges one without the customer.
+- `method_delete` deletes it here (payment_method.deleted) and has a task ask the gateway to
+  forget it.
+"""
+
+from celery import current_app
+from django.db import transaction
+from django.db.models import QuerySet
+
+from core import events
+from core.errors import NotFound
+from payments.gateways.base import SavedMethod
+from payments.models import Payment, SavedPaymentMethod
+from payments.purposes import PURPOSES
+from payments.registry import gateway_for, gateway_refusal
+
+
+def customer_key(customer_id: int) -> str:
+    """Our stable id of a customer at a gateway (Tinkoff's CustomerKey, Stripe's metadata)."""
+    return f"customer-{customer_id}"
+
+
+def method_data(method: SavedPaymentMethod) -> dict:
+    return {
+        "method_id": method.public_id,
+        "customer_id": method.customer_id,
+        "gateway": method.gateway,
+        "label": method.label,
+    }
+
+
+def purpose_saves_methods(purpose: str) -> bool:
+    registered = PURPOSES.get(purpose)
+    return bool(registered and registered.saves_methods)
+
+
+def method_keep(*, payment: Payment, saved: SavedMethod) -> SavedPaymentMethod | None:
+    """Keep the method a succeeded payment was made with, if its purpose charges again later.
+
+    In the caller's transaction (the payment is locked). The same token kept again is the same
+    method (its label refreshed); a new one publishes payment_method.saved.
+    """
+    if not saved.token or not purpose_saves_methods(payment.purpose):
+        return None
+    method, created = SavedPaymentMethod.objects.get_or_create(
+        customer_id=payment.customer_id,
+        gateway=payment.gateway,
+        token=saved.token,
+        defaults={
+            # A gateway whose notice does not name the customer: the key our checkout sent.
+            "customer_reference": saved.customer_reference or customer_key(payment.customer_id),
+            "label": saved.label[:120],
+            "details": saved.raw,
+            "first_payment": payment,
+        },
+    )
+    if created:
+        events.publish("payment_method.saved", method_data(method) | {"payment_id": payment.public_id})
+    elif saved.label and saved.label != method.label:
+        SavedPaymentMethod.objects.filter(pk=method.pk).update(label=saved.label[:120])
+    return method
+
+
+def methods_of(customer_id: int) -> QuerySet[SavedPaymentMethod]:
+    return SavedPaymentMethod.objects.filter(customer_id=customer_id)
+
+
+def method_for_charge(customer_id: int) -> SavedPaymentMethod | None:
+    """The method to charge for a customer now: the one used or saved last, at a gateway that
+    takes payments here (not the sandbox in production, only the sandbox with PAYMENT_ENV=mock)."""
+    for method in methods_of(customer_id).order_by("-last_used_at", "-created_at", "-pk"):
+        if not gateway_refusal(method.gateway):
+            return method
+    return None
+
+
+def method_delete(*, customer_id: int, method_id: str) -> None:
+    """Delete a customer's method (payment_method.deleted); the gateway is asked to forget it
+    once this commits. Another customer's method is not found."""
+    with transaction.atomic():
+        method = (
+            SavedPaymentMethod.objects.select_for_update()
+            .filter(customer_id=customer_id, public_id=method_id)
+            .first()
+        )
+        if method is None:
+            raise NotFound("No such saved payment method.")
+        data = method_data(method)
+        forget = {
+            "gateway": method.gateway,
+            "token": method.token,
+            "customer_reference": method.customer_reference,
+            "raw": method.details,
+        }
+        method.delete()
+        events.publish("payment_method.deleted", data)
+        # Sent by name: payments.tasks imports this module.
+        transaction.on_commit(lambda: current_app.send_task("payments.method_forget", kwargs=forget))
+
+
+def method_forget_at_gateway(*, gateway: str, token: str, customer_reference: str, raw: dict) -> None:
+    gateway_for(gateway).method_forget(
+        SavedMethod(token=token, customer_reference=customer_reference, raw=raw)
+    )
