@@ -96,6 +96,10 @@ class Variant(models.Model):
     stock_on_hand = models.PositiveIntegerField(default=0)
     stock_reserved = models.PositiveIntegerField(default=0, editable=False)
     low_stock_threshold = models.PositiveIntegerField(default=5)
+    # For toyboxes: the ages (in months) a toy suits, and what it is about ("stem", "puzzles"...).
+    age_min_months = models.PositiveSmallIntegerField(null=True, blank=True)
+    age_max_months = models.PositiveSmallIntegerField(null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True, help_text='e.g. ["stem", "wooden", "music"]')
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -107,7 +111,14 @@ class Variant(models.Model):
                 condition=Q(stock_reserved__lte=F("stock_on_hand")), name="variant_reserved_within_on_hand"
             ),
             models.CheckConstraint(condition=Q(price__gt=0), name="variant_price_positive"),
+            models.CheckConstraint(
+                condition=Q(age_min_months__isnull=True)
+                | Q(age_max_months__isnull=True)
+                | Q(age_min_months__lte=F("age_max_months")),
+                name="variant_age_range_ordered",
+            ),
         ]
+        indexes = [models.Index(fields=["age_min_months", "age_max_months"], name="variant_age_range")]
 
     def __str__(self) -> str:
         return f"{self.sku} {self.name}".strip()
