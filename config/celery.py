@@ -68,7 +68,10 @@ app.conf.update(
     task_create_missing_queues=False,
     # Task names are "<app>.<what>": each app's tasks go to its own queue.
     task_routes=[
-        {f"{name}.*": {"queue": name} for name in ("payments", "orders", "bookings", "notifications")}
+        {
+            f"{name}.*": {"queue": name}
+            for name in ("payments", "orders", "bookings", "subscriptions", "notifications")
+        }
         | {"core.events.*": {"queue": "events"}}
     ],
     beat_scheduler="django_celery_beat.schedulers:DatabaseScheduler",

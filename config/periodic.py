@@ -73,4 +73,16 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         every_seconds=300,
         description="Publishes booking.reminder once per confirmed booking about to start.",
     ),
+    PeriodicTaskSpec(
+        name="subscriptions.renew_due",
+        task="subscriptions.renew_due",
+        every_seconds=settings.SUBSCRIPTION_RENEWAL_EVERY_SECONDS,
+        description="Renews due subscriptions and charges invoices due for another attempt (dunning).",
+    ),
+    PeriodicTaskSpec(
+        name="subscriptions.toyboxes_sweep",
+        task="subscriptions.toyboxes_sweep",
+        every_seconds=300,
+        description="Builds again the toyboxes whose build task was lost.",
+    ),
 ]

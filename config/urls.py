@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/", include("payments.api.urls")),
     path("api/", include("orders.api.urls")),
     path("api/", include("bookings.api.urls")),
+    path("api/", include("subscriptions.api.urls")),
     path("api/notifications/", include("notifications.api.urls")),
     re_path(r"^api/(?P<rest>.*)$", no_endpoint),  # last: an unknown API address is a JSON 404
 ]

@@ -19,7 +19,7 @@ from kombu import Exchange, Queue
 
 # A constant, not a setting: task routes, subscribers and the relay name these queues in
 # code, and config/celery.py reads them while the settings module is still being imported.
-QUEUE_NAMES = ("default", "payments", "orders", "bookings", "notifications", "events")
+QUEUE_NAMES = ("default", "payments", "orders", "bookings", "subscriptions", "notifications", "events")
 DEAD_LETTER_EXCHANGE = Exchange("dlx", type="direct", durable=True)
 
 

@@ -8,6 +8,7 @@ with defaults only in dev and test.
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "payments",
     "orders",
     "bookings",
+    "subscriptions",
     "notifications",
 ]
 
@@ -365,3 +367,13 @@ BOOKING_FREE_CANCEL_HOURS = env.int("BOOKING_FREE_CANCEL_HOURS", default=24)  # 
 BOOKING_REMINDER_HOURS = env.int("BOOKING_REMINDER_HOURS", default=24)  # booking.reminder this long before
 BOOKING_MAX_DAYS_AHEAD = env.int("BOOKING_MAX_DAYS_AHEAD", default=90)  # furthest start one can book
 BOOKING_AVAILABILITY_MAX_DAYS = env.int("BOOKING_AVAILABILITY_MAX_DAYS", default=62)  # one query's window
+
+# --- Subscriptions (see docs/subscriptions.md) ------------------------------------------
+# A failed renewal is charged again this many days after the first failure (past_due meanwhile);
+# after the last, the invoice is uncollectible and the subscription paused (or cancelled).
+SUBSCRIPTION_DUNNING_DAYS = env.list("SUBSCRIPTION_DUNNING_DAYS", cast=int, default=[1, 3, 5])
+SUBSCRIPTION_DUNNING_FINAL = env.str("SUBSCRIPTION_DUNNING_FINAL", default="pause")  # or "cancel"
+if SUBSCRIPTION_DUNNING_FINAL not in ("pause", "cancel"):
+    raise ImproperlyConfigured("SUBSCRIPTION_DUNNING_FINAL must be pause or cancel")
+SUBSCRIPTION_RENEWAL_BATCH = env.int("SUBSCRIPTION_RENEWAL_BATCH", default=500)  # due ones read at a time
+SUBSCRIPTION_RENEWAL_EVERY_SECONDS = env.int("SUBSCRIPTION_RENEWAL_EVERY_SECONDS", default=600)

@@ -1,7 +1,7 @@
 """A property-based fuzz of the whole OpenAPI schema (schemathesis), as an anonymous caller, a
-customer and staff: no answer is a 5xx, every answer's status code, content type and body are
-the ones the schema documents for that operation (errors included: the {code, message,
-extra} component).
+customer and staff: no answer is a 5xx but a documented 503, every answer's status code,
+content type and body are the ones the schema documents for that operation (errors
+included: the {code, message, extra} component).
 
 Bounded for CI: TEST_FUZZ_EXAMPLES examples per operation and caller (default 10). The
 requests go through Django's WSGI application in this process, against the test database.
@@ -53,4 +53,9 @@ def callers(db):
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_the_api_answers_as_its_schema_says(case, caller, callers):
     response = case.call(headers=callers[caller])
-    case.validate_response(response, checks=CHECKS)
+    # A 503 is a designed answer (a gateway not configured here, or unreachable): it must be
+    # documented for the operation, which status_code_conformance checks; any other 5xx is a bug.
+    designed = response.status_code == 503
+    case.validate_response(
+        response, checks=[c for c in CHECKS if not (designed and c is checks.not_a_server_error)]
+    )

@@ -18,11 +18,14 @@ from bookings.models import Booking, BookingAudit
 from core.models import IdempotencyRecord, OutboxEvent
 from orders.models import Order, OrderAudit
 from payments.models import Payment, Refund
+from subscriptions import services as subscriptions
+from subscriptions.models import Subscription
 from tests.bookings.conftest import local
 from tests.core.test_schema_accuracy import openapi
 from tests.factories import GadgetFactory, ResourceFactory, SuperuserFactory, UserFactory
 from tests.orders.factories import VariantFactory
 from tests.orders.helpers import checkout, order_of
+from tests.subscriptions.factories import ChildFactory, PlanFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +42,10 @@ ACTIONS = {
     "api/bookings/<str:booking_id>/no-show": "POST",
     "api/payments/<str:payment_id>/process": "POST",
     "api/payments/<str:payment_id>/refund": "POST",
+    "api/subscriptions/<str:subscription_id>/cancel": "POST",
+    "api/subscriptions/<str:subscription_id>/pause": "POST",
+    "api/subscriptions/<str:subscription_id>/resume": "POST",
+    "api/subscriptions/<str:subscription_id>/skip": "POST",
 }
 ACTION_ROUTE = re.compile(r"^api/.*<[^>]+>/[a-z-]+$")
 
@@ -81,10 +88,15 @@ def things():
         HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()),
     )
     assert created.status_code == 201, created.json()
+    child = ChildFactory(customer=customer)
+    subscription = subscriptions.subscription_create(
+        customer_id=customer.pk, child_id=child.pk, plan_id=PlanFactory().pk
+    )
     return {
         "number": order.number,
         "booking_id": booking.public_id,
         "payment_id": created.json()["id"],
+        "subscription_id": subscription.public_id,
     }
 
 
@@ -97,6 +109,9 @@ def state() -> dict:
         ),
         "payments": list(
             Payment.objects.order_by("pk").values_list("status", "updated_at", "refunded_amount")
+        ),
+        "subscriptions": list(
+            Subscription.objects.order_by("pk").values_list("status", "updated_at", "cancel_at_period_end")
         ),
         "refunds": Refund.objects.count(),
         "audits": (OrderAudit.objects.count(), BookingAudit.objects.count()),

@@ -142,17 +142,21 @@ def test_a_booking_paid_at_the_desk_is_refused():
 
 
 # --- purposes not registered, batches ------------------------------------------------------
-def test_a_subscription_cannot_be_paid_until_subscriptions_exist():
+def test_an_unregistered_purpose_cannot_be_paid():
     customer = UserFactory()
-    refused(pay_for(customer, "subscription", "42"), "purpose_not_registered")
+    refused(pay_for(customer, "gift-card", "42"), "purpose_not_registered")
     response = client_for(customer).post(
         "/api/payments/batch",
-        {"purpose": "subscription", "item_ids": ["1", "2"]},
+        {"purpose": "gift-card", "item_ids": ["1", "2"]},
         format="json",
         HTTP_IDEMPOTENCY_KEY="b",
     )
     refused(response, "purpose_not_registered")
     assert not Payment.objects.exists()
+
+
+def test_an_unknown_invoice_is_refused():
+    refused(pay_for(UserFactory(), "subscription", "INV-NOPE-NOPE"), "item_not_found")
 
 
 def test_a_batch_of_orders_is_priced_each_and_refused_whole_for_one_bad_item():

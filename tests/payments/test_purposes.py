@@ -61,7 +61,7 @@ def test_the_server_prices_the_items_and_the_payment_is_their_sum():
 
 
 def test_an_unregistered_purpose_is_refused():
-    error = refused(UserFactory(), GadgetFactory(), purpose="subscription")
+    error = refused(UserFactory(), GadgetFactory(), purpose="gift-card")
     assert error.code == PaymentErrorCode.PURPOSE_NOT_REGISTERED
     assert error.status_code == 422
 

@@ -1,0 +1,45 @@
+"""`manage.py subscriptions renew [--dry-run]`: the renewal pass, on demand, in this process."""
+
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from payments.errors import GatewayUnreachable
+from subscriptions import services
+from subscriptions.services.renewals import due_invoices, due_subscriptions
+
+
+class Command(BaseCommand):
+    help = (
+        "Subscriptions: `renew` renews every due subscription and charges every invoice due for an attempt."
+    )
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        renew = sub.add_parser(
+            "renew", help="Renew what is due now (what beat's subscriptions.renew_due sends)."
+        )
+        renew.add_argument("--dry-run", action="store_true", help="Only list what is due; change nothing.")
+        renew.add_argument("--batch", type=int, default=500, help="Ids read at a time (bounded memory).")
+
+    def handle(self, *args, action: str, dry_run: bool = False, batch: int = 500, **options):
+        now = timezone.now()
+        if dry_run:
+            subscriptions = sum(len(ids) for ids in due_subscriptions(now, batch))
+            invoices = sum(len(ids) for ids in due_invoices(now, batch))
+            self.stdout.write(
+                f"due now: {subscriptions} subscriptions to renew, {invoices} invoices to charge again"
+            )
+            return
+        renewed = 0
+        for ids in due_subscriptions(now, batch):
+            renewed += services.subscriptions_renew(subscription_ids=ids, now=now)
+        outcomes: dict[str, int] = {}
+        for ids in due_invoices(now, batch):
+            for invoice_id in ids:
+                try:
+                    outcome = services.invoice_charge(invoice_id=invoice_id, now=now)
+                except GatewayUnreachable:
+                    outcome = "gateway unreachable (beat tries again)"
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        summary = ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())) or "none charged"
+        self.stdout.write(f"renewed {renewed} subscriptions; invoices: {summary}")

@@ -1,0 +1,189 @@
+"""A subscription's life as the customer or staff change it: create, cancel, pause, resume, skip."""
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core import events
+from core.errors import BusinessRuleViolation, NotFound
+from payments import policy
+from subscriptions.models import Child, Invoice, Plan, Subscription
+from subscriptions.purposes import PURPOSE
+from subscriptions.services.common import (
+    invoice_data,
+    invoice_move,
+    lock_subscription,
+    move,
+    period_end,
+    subscription_data,
+)
+
+LIVE = (Subscription.Status.PENDING_PAYMENT, Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
+ONE_LIVE = "subscription_one_live_per_child_plan"
+
+
+def invoice_open(subscription: Subscription, *, period_start: datetime) -> Invoice:
+    """The subscription's invoice for the period starting then (invoice.created), made once."""
+    invoice, created = Invoice.objects.get_or_create(
+        subscription=subscription,
+        period_start=period_start,
+        defaults={
+            "customer_id": subscription.customer_id,
+            "period_end": period_end(period_start, subscription.plan.period_months),
+            "amount": subscription.plan.price,
+            "currency": subscription.plan.currency,
+        },
+    )
+    if created:
+        events.publish("invoice.created", invoice_data(invoice))
+    return invoice
+
+
+def subscription_create(
+    *, customer_id: int, child_id: int, plan_id: int, now: datetime | None = None
+) -> Subscription:
+    """Subscribe one of the customer's children to an active plan that suits the child's age.
+
+    Pending payment, with the first period's invoice open (subscription.created,
+    invoice.created): paying it (POST /api/payments/batch) activates the subscription.
+    """
+    now = now or timezone.now()
+    child = Child.objects.filter(pk=child_id, customer_id=customer_id).first()
+    if child is None:
+        raise NotFound("No such child of yours.", extra={"fields": {"child": ["not one of yours"]}})
+    plan = Plan.objects.filter(pk=plan_id).first()
+    if plan is None:
+        raise NotFound("No such plan.", extra={"fields": {"plan": ["no such plan"]}})
+    if not plan.is_active:
+        raise BusinessRuleViolation(
+            f"The plan {plan.name} is no longer offered.",
+            code="plan_inactive",
+            extra={"fields": {"plan": ["inactive"]}},
+        )
+    age = child.age_months(timezone.localdate(now))
+    if age < plan.age_min_months or age > plan.age_max_months:
+        code = "child_too_young" if age < plan.age_min_months else "child_too_old"
+        raise BusinessRuleViolation(
+            f"{child.name} is {age} months old; {plan.name} is for {plan.age_min_months} to "
+            f"{plan.age_max_months} months.",
+            code=code,
+            extra={"age_months": age, "fields": {"child": [code.replace("_", " ")]}},
+        )
+    try:
+        with transaction.atomic():
+            subscription = Subscription.objects.create(customer_id=customer_id, child=child, plan=plan)
+            events.publish("subscription.created", subscription_data(subscription))
+            invoice_open(subscription, period_start=now)
+    except IntegrityError as exc:
+        if ONE_LIVE not in str(exc):
+            raise
+        raise BusinessRuleViolation(
+            f"{child.name} already has a subscription to {plan.name}.",
+            code="already_subscribed",
+            extra={"fields": {"plan": ["already subscribed"]}},
+        ) from exc
+    return subscription
+
+
+def _void_open_invoices(subscription: Subscription) -> list[str]:
+    """Void what is still owed, and close the payments that could still pay it."""
+    voided = []
+    for invoice in subscription.invoices.select_for_update().filter(status=Invoice.Status.OPEN):
+        invoice.next_attempt_at = None
+        invoice_move(invoice, Invoice.Status.VOID, fields=("next_attempt_at",))
+        policy.item_payments_close(purpose=PURPOSE, item_id=invoice.number)
+        voided.append(invoice.number)
+    return voided
+
+
+def subscription_cancel(
+    *, subscription_id: int, at_period_end: bool = True, reason: str = ""
+) -> Subscription:
+    """Cancel now (open invoices void), or at the end of the paid period (the default for a paid
+    subscription; one never paid is cancelled now). The paid period's box is still sent."""
+    with transaction.atomic():
+        subscription = lock_subscription(subscription_id)
+        if subscription.status == Subscription.Status.CANCELLED:
+            return subscription
+        never_paid = subscription.status == Subscription.Status.PENDING_PAYMENT
+        if at_period_end and not never_paid and subscription.status == Subscription.Status.ACTIVE:
+            if not subscription.cancel_at_period_end:
+                subscription.cancel_at_period_end = True
+                subscription.save(update_fields=["cancel_at_period_end", "updated_at"])
+                events.publish(
+                    "subscription.cancelled",
+                    subscription_data(subscription, at_period_end=True, reason=reason),
+                )
+            return subscription
+        subscription_end(subscription, reason=reason or "cancelled")
+    return subscription
+
+
+def subscription_end(subscription: Subscription, *, reason: str) -> None:
+    """Cancel a locked subscription now."""
+    voided = _void_open_invoices(subscription)
+    subscription.cancelled_at = timezone.now()
+    subscription.next_renewal_at = None
+    move(subscription, Subscription.Status.CANCELLED, fields=("cancelled_at", "next_renewal_at"), note=reason)
+    events.publish(
+        "subscription.cancelled",
+        subscription_data(subscription, at_period_end=False, reason=reason, voided_invoices=voided),
+    )
+
+
+def subscription_pause(*, subscription_id: int, reason: str = "paused by the customer") -> Subscription:
+    """Stop renewing (no charge, no box) until resumed; the paid period runs to its end."""
+    with transaction.atomic():
+        subscription = lock_subscription(subscription_id)
+        if subscription.status == Subscription.Status.PAUSED:
+            return subscription
+        if subscription.status not in (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE):
+            raise BusinessRuleViolation(
+                f"A {subscription.status.replace('_', ' ')} subscription cannot be paused.",
+                code="not_pausable",
+            )
+        subscription_pause_locked(subscription, reason=reason)
+    return subscription
+
+
+def subscription_pause_locked(subscription: Subscription, *, reason: str) -> None:
+    subscription.paused_at = timezone.now()
+    move(subscription, Subscription.Status.PAUSED, fields=("paused_at",), note=reason)
+    events.publish("subscription.paused", subscription_data(subscription, reason=reason))
+
+
+def subscription_resume(*, subscription_id: int, now: datetime | None = None) -> Subscription:
+    """Renew again: at the paid period's end, or now if it has ended (a new period starts now);
+    an invoice still open is charged again now."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        subscription = lock_subscription(subscription_id)
+        if subscription.status != Subscription.Status.PAUSED:
+            raise BusinessRuleViolation(
+                f"Only a paused subscription can be resumed; this one is {subscription.status}.",
+                code="not_paused",
+            )
+        owed = subscription.invoices.filter(status=Invoice.Status.OPEN)
+        owed.update(next_attempt_at=now, updated_at=now)
+        end = subscription.current_period_end
+        subscription.next_renewal_at = None if owed.exists() else max(end, now) if end else now
+        subscription.paused_at = None
+        target = Subscription.Status.PAST_DUE if owed.exists() else Subscription.Status.ACTIVE
+        move(subscription, target, fields=("paused_at", "next_renewal_at"))
+        events.publish("subscription.resumed", subscription_data(subscription))
+    return subscription
+
+
+def subscription_skip(*, subscription_id: int) -> Subscription:
+    """The next period is not charged and has no box; the one after renews as usual."""
+    with transaction.atomic():
+        subscription = lock_subscription(subscription_id)
+        if subscription.status != Subscription.Status.ACTIVE or subscription.cancel_at_period_end:
+            raise BusinessRuleViolation(
+                "Only an active subscription that is not ending can skip its next box.", code="not_skippable"
+            )
+        if not subscription.skip_next:
+            subscription.skip_next = True
+            subscription.save(update_fields=["skip_next", "updated_at"])
+    return subscription

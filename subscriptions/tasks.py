@@ -1,0 +1,56 @@
+"""Celery adapters for subscriptions: fetch by id, call one service. Queue `subscriptions`."""
+
+import logging
+import random
+
+from celery import shared_task
+
+from payments.errors import GatewayUnreachable
+from subscriptions import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="subscriptions.renew_due", acks_late=True, acks_on_failure_or_timeout=True)
+def renew_due() -> None:
+    """Beat: send the renewal of every due subscription and every invoice's next attempt."""
+    subscriptions, invoices = services.renewals_dispatch()
+    if subscriptions or invoices:
+        logger.info("renewals dispatched", extra={"subscriptions": subscriptions, "invoices": invoices})
+
+
+@shared_task(name="subscriptions.renew_batch", acks_late=True)
+def renew_batch(subscription_ids: list[int]) -> int:
+    return services.subscriptions_renew(subscription_ids=subscription_ids)
+
+
+@shared_task(name="subscriptions.invoice_charge", acks_late=True, bind=True, max_retries=4)
+def invoice_charge(self, invoice_id: int, force: bool = False) -> str:
+    """One attempt at an invoice. A gateway that cannot be reached is asked again with the same
+    idempotency key (never a second charge); when it stays out of reach, the attempt counts as
+    failed and dunning goes on, the payment kept open for the next attempt to charge by its key."""
+    try:
+        return services.invoice_charge(invoice_id=invoice_id, force=force or self.request.retries > 0)
+    except GatewayUnreachable as exc:
+        if self.request.retries >= self.max_retries:
+            services.invoice_attempt_failed(
+                invoice_id=invoice_id, payment_id="", error=f"gateway unavailable: {exc}"
+            )
+            return "failed"
+        countdown = random.uniform(5, min(600, 10 * 2 ** (self.request.retries + 1)))  # noqa: S311 - jitter
+        raise self.retry(
+            exc=exc, countdown=countdown, kwargs={"invoice_id": invoice_id, "force": True}
+        ) from exc
+
+
+@shared_task(name="subscriptions.toybox_build", acks_late=True)
+def toybox_build(toybox_id: int) -> str:
+    """Fill a paid period's box; a worker killed mid-build rolls back and the box is built on redelivery."""
+    return services.toybox_build(toybox_id=toybox_id).status
+
+
+@shared_task(name="subscriptions.toyboxes_sweep", acks_late=True, acks_on_failure_or_timeout=True)
+def toyboxes_sweep() -> None:
+    swept = services.toyboxes_sweep()
+    if swept:
+        logger.info("toybox builds sent again", extra={"toyboxes": swept})

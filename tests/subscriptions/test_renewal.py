@@ -1,0 +1,199 @@
+"""Renewal and dunning on a controllable clock (each service takes `now`): charges of the saved
+sandbox method, declines retried on the schedule, outages retried by key, and the fallback to
+a payment link."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from core.models import OutboxEvent
+from payments import policy
+from payments.errors import GatewayUnreachable
+from payments.models import Payment, SandboxCharge, SandboxMethod, SavedPaymentMethod
+from subscriptions import services
+from subscriptions.models import Invoice, Subscription
+from tests.subscriptions.factories import ChildFactory, PlanFactory
+from tests.subscriptions.helpers import (
+    client_for,
+    completed,
+    event_types,
+    last_seq,
+    paid_subscription,
+    payment_of,
+)
+
+pytestmark = pytest.mark.django_db
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def active():
+    child = ChildFactory()
+    return paid_subscription(client_for(child.customer), child, PlanFactory(price="30.00"))
+
+
+def renew(subscription: Subscription, now) -> Invoice:
+    invoice = services.subscription_renew(subscription_id=subscription.pk, now=now)
+    assert invoice is not None
+    return invoice
+
+
+def charge(invoice: Invoice, now) -> str:
+    """One attempt, and payment.completed delivered when it charged (as the worker would)."""
+    outcome = services.invoice_charge(invoice_id=invoice.pk, now=now)
+    if outcome == "charged":
+        completed(payment_of(invoice))
+    return outcome
+
+
+def test_a_due_subscription_is_renewed_through_its_saved_method(active):
+    period_end = active.current_period_end
+    assert services.subscription_renew(subscription_id=active.pk, now=period_end - DAY) is None  # not due yet
+    before = last_seq()
+
+    invoice = renew(active, period_end)
+    assert charge(invoice, period_end) == "charged"
+
+    active.refresh_from_db()
+    assert active.status == "active"
+    assert active.current_period_start == period_end and active.next_renewal_at > period_end
+    invoice.refresh_from_db()
+    assert invoice.status == "paid" and invoice.period_start == period_end
+    payment = Payment.objects.get(public_id=invoice.payment_id)
+    assert payment.saved_method is not None and payment.gateway == "sandbox"
+    assert event_types(before, "subscription.") == ["subscription.renewed"]
+    assert event_types(before, "invoice.") == ["invoice.created", "invoice.paid"]
+    assert active.toyboxes.count() == 2
+
+
+def test_a_declining_method_is_dunned_on_the_schedule_then_paused(active):
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.DECLINE)
+    start = active.current_period_end
+    before = last_seq()
+    invoice = renew(active, start)
+
+    assert charge(invoice, start) == "failed"
+    invoice.refresh_from_db()
+    assert invoice.attempts == 1 and invoice.next_attempt_at == start + DAY
+    assert Subscription.objects.get(pk=active.pk).status == "past_due"
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start + DAY / 2) == "skipped"  # not due yet
+    for day, next_day in ((1, 3), (3, 5)):
+        assert charge(invoice, start + day * DAY) == "failed"
+        invoice.refresh_from_db()
+        assert invoice.next_attempt_at == start + next_day * DAY
+    assert charge(invoice, start + 5 * DAY) == "failed"
+
+    invoice.refresh_from_db()
+    active.refresh_from_db()
+    assert invoice.status == "uncollectible" and invoice.attempts == 4
+    assert active.status == "paused" and "4 times" in active.status_note
+    assert SandboxCharge.objects.filter(status="failed").count() == 4  # one charge per attempt
+    assert event_types(before, "subscription.") == ["subscription.past_due", "subscription.paused"]
+    assert event_types(before, "invoice.") == ["invoice.created", *["invoice.payment_failed"] * 4]
+
+
+def test_the_final_step_can_cancel_instead(active, settings):
+    settings.SUBSCRIPTION_DUNNING_DAYS = [1]
+    settings.SUBSCRIPTION_DUNNING_FINAL = "cancel"
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.DECLINE)
+    start = active.current_period_end
+    invoice = renew(active, start)
+    charge(invoice, start)
+    charge(invoice, start + DAY)
+    assert Subscription.objects.get(pk=active.pk).status == "cancelled"
+
+
+def test_an_outage_is_retried_with_the_same_key_and_charges_once(active):
+    other_child = ChildFactory(customer=active.customer)
+    other = paid_subscription(client_for(active.customer), other_child, PlanFactory())
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.UNAVAILABLE)
+    start = active.current_period_end
+    invoice = renew(active, start)
+
+    with pytest.raises(GatewayUnreachable):
+        services.invoice_charge(invoice_id=invoice.pk, now=start)
+    with pytest.raises(GatewayUnreachable):  # the task's retry
+        services.invoice_charge(invoice_id=invoice.pk, now=start, force=True)
+    payment = Payment.objects.get(allocations__purpose_id=invoice.number)
+    assert payment.status == "created" and "503" in payment.last_error
+
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.APPROVE)
+    assert charge(invoice, start + timedelta(minutes=5)) == "skipped"  # leased to the running attempt
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start, force=True) == "charged"
+    completed(Payment.objects.get(pk=payment.pk))
+
+    assert Payment.objects.filter(allocations__purpose_id=invoice.number).count() == 1  # the same payment
+    assert SandboxCharge.objects.filter(payment_public_id=payment.public_id).count() == 1
+    assert Invoice.objects.get(pk=invoice.pk).status == "paid"
+    # The customer's other subscription renews on its own.
+    other_invoice = renew(other, other.current_period_end)
+    assert charge(other_invoice, other.current_period_end) == "charged"
+
+
+def test_without_a_saved_method_a_payment_link_is_sent(active):
+    SavedPaymentMethod.objects.all().delete()
+    start = active.current_period_end
+    before = last_seq()
+    invoice = renew(active, start)
+
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start) == "link"
+
+    invoice.refresh_from_db()
+    assert invoice.payment_url.startswith("http") and "/pay/sandbox/" in invoice.payment_url
+    assert invoice.attempts == 1 and invoice.status == "open"
+    failed = event_types(before, "invoice.payment_failed")
+    assert failed == ["invoice.payment_failed"]
+    data = OutboxEvent.objects.get(type="invoice.payment_failed").data
+    assert data["payment_url"] == invoice.payment_url and data["error"] == "no saved payment method"
+
+
+def test_a_method_deleted_after_the_charge_was_opened_fails_that_attempt(active):
+    start = active.current_period_end
+    invoice = renew(active, start)
+    method = SavedPaymentMethod.objects.get()
+    policy.payment_open(
+        customer_id=active.customer_id,
+        purpose="subscription",
+        item_ids=[invoice.number],
+        gateway="sandbox",
+        saved_method_id=method.pk,
+    )
+    method.delete()  # the customer deletes it meanwhile: the payment opened for it has no method
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start) == "link"
+    payment = Payment.objects.get(allocations__purpose_id=invoice.number)  # reused as the link's
+    assert (
+        payment.status == "pending" and payment.checkout_url == Invoice.objects.get(pk=invoice.pk).payment_url
+    )
+    assert not SandboxCharge.objects.filter(
+        payment_public_id=payment.public_id, method__isnull=False
+    ).exists()
+
+
+def test_a_skipped_period_is_neither_charged_nor_boxed(active):
+    services.subscription_skip(subscription_id=active.pk)
+    end = active.current_period_end
+    assert services.subscription_renew(subscription_id=active.pk, now=end) is None
+    active.refresh_from_db()
+    assert active.current_period_start == end and not active.skip_next
+    assert active.invoices.count() == 1 and active.toyboxes.count() == 1
+
+
+def test_cancel_at_period_end_ends_it_at_renewal(active):
+    services.subscription_cancel(subscription_id=active.pk, at_period_end=True)
+    assert services.subscription_renew(subscription_id=active.pk, now=active.current_period_end) is None
+    assert Subscription.objects.get(pk=active.pk).status == "cancelled"
+    assert active.invoices.count() == 1
+
+
+def test_the_renew_command_lists_with_dry_run_and_renews(active):
+    Subscription.objects.filter(pk=active.pk).update(next_renewal_at=timezone.now() - DAY)
+    out = StringIO()
+    call_command("subscriptions", "renew", "--dry-run", stdout=out)
+    assert "1 subscriptions to renew" in out.getvalue()
+    assert Invoice.objects.count() == 1  # nothing changed
+    out = StringIO()
+    call_command("subscriptions", "renew", stdout=out)
+    assert "renewed 1 subscriptions" in out.getvalue() and "1 charged" in out.getvalue()
