@@ -13,6 +13,7 @@ available stock falls under its threshold, `stock.low`.
 from collections.abc import Iterable
 
 from django.db import transaction
+from django.utils import timezone
 
 from core import events
 from core.errors import BusinessRuleViolation
@@ -33,13 +34,17 @@ def _locked(quantities: dict[int, int]) -> list[Variant]:
 
 def _apply(variants: list[Variant], quantities: dict[int, int], *, reserved: int, on_hand: int) -> None:
     """Add reserved * q and on_hand * q to each (locked) variant; publish what the move changed."""
+    now = timezone.now()
+    before = {variant.pk: variant.stock_available for variant in variants}
     for variant in variants:
         q = quantities[variant.pk]
-        before = variant.stock_available
         variant.stock_reserved += reserved * q
         variant.stock_on_hand += on_hand * q
-        variant.save(update_fields=["stock_reserved", "stock_on_hand", "updated_at"])
-        stock_low_check(variant, available_before=before)
+        variant.updated_at = now
+    # One UPDATE for all of them (the rows are locked already).
+    Variant.objects.bulk_update(variants, ["stock_reserved", "stock_on_hand", "updated_at"])
+    for variant in variants:
+        stock_low_check(variant, available_before=before[variant.pk])
     catalogue_changed(product_ids={v.product_id for v in variants}, reason="stock")
 
 

@@ -17,7 +17,7 @@ from core.money import quantize
 from payments import services
 from payments.errors import GatewayUnreachable
 from payments.gateways.base import GatewayError, PaymentState, SavedChargeRequest, SavedMethod, Status
-from payments.models import Payment, PaymentLedgerEntry
+from payments.models import Payment, PaymentLedgerEntry, SavedPaymentMethod
 from payments.registry import gateway_for
 
 logger = logging.getLogger(__name__)
@@ -75,10 +75,9 @@ def payment_charge_saved(*, payment_id: int, description: str = "") -> Payment:
         # The gateway refused the request itself (an invalid or revoked token): the attempt
         # failed, as a decline does.
         return _failed(payment, str(exc))
-    if state.reference:
-        services.payment_charge_started(payment_id=payment.pk, reference=state.reference)
+    SavedPaymentMethod.objects.filter(pk=method.pk).update(last_used_at=timezone.now())
     return services.payment_apply_state(
-        payment_id=payment.pk, state=state, source=PaymentLedgerEntry.Source.CHARGE
+        payment_id=payment.pk, state=state, source=PaymentLedgerEntry.Source.CHARGE, reference=state.reference
     )
 
 

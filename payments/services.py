@@ -26,7 +26,6 @@ from payments.models import (
     PaymentLedgerEntry,
     Refund,
     RefundShare,
-    SavedPaymentMethod,
 )
 from payments.purposes import Payable
 from payments.registry import gateway_for
@@ -134,7 +133,7 @@ def payment_create(
         deadline = min(
             deadlines, default=timezone.now() + timedelta(minutes=settings.PAYMENT_DEADLINE_MINUTES)
         )
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside payment_open's, all or nothing anyway
         payment = Payment.objects.create(
             customer_id=customer_id,
             amount=sum(amounts, Decimal(0)),
@@ -169,24 +168,12 @@ def payment_checkout_started(*, payment_id: int, reference: str, checkout_url: s
     return payment
 
 
-def payment_charge_started(*, payment_id: int, reference: str) -> None:
-    """A saved method's charge was made (or is being decided) at the gateway: remember its
-    reference and wait for the answer (pending)."""
-    with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment_id)
-        if payment.status != Payment.Status.CREATED:
-            return
-        payment.gateway_reference = reference
-        _move(payment, Payment.Status.PENDING, fields=("gateway_reference",))
-        SavedPaymentMethod.objects.filter(pk=payment.saved_method_id).update(last_used_at=timezone.now())
-
-
 def payment_record_error(*, payment_id: int, error: str) -> None:
     """A gateway call failed (it will be retried, or reconciliation picks it up)."""
     Payment.objects.filter(pk=payment_id).update(last_error=error[:2000], updated_at=timezone.now())
 
 
-def payment_apply_state(*, payment_id: int, state: PaymentState, source: str) -> Payment:
+def payment_apply_state(*, payment_id: int, state: PaymentState, source: str, reference: str = "") -> Payment:
     """Apply what the gateway's API says about the payment (after a webhook, or on reconciliation).
 
     A success whose amount or currency differs from ours is not a success: the payment is
@@ -197,6 +184,11 @@ def payment_apply_state(*, payment_id: int, state: PaymentState, source: str) ->
     """
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if reference and payment.status == Payment.Status.CREATED:
+            # A charge made without the customer (payments.charges): its reference at the
+            # gateway, and pending, before its outcome is applied in the same transaction.
+            payment.gateway_reference = reference
+            _move(payment, Payment.Status.PENDING, fields=("gateway_reference",))
         _ledger(payment, source, state=state)
         if state.status == Status.SUCCEEDED and (
             state.amount != payment.amount or state.currency != payment.currency

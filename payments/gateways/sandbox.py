@@ -106,7 +106,9 @@ class SandboxGateway(PaymentGateway):
         return charge
 
     def verify(self, reference: str) -> PaymentState:
-        charge = self._charge(reference)
+        return self._state(self._charge(reference))
+
+    def _state(self, charge: SandboxCharge) -> PaymentState:
         status = Status(charge.status)
         if charge.refunded_amount and charge.refunded_amount == charge.amount:
             status = Status.REFUNDED
@@ -154,7 +156,7 @@ class SandboxGateway(PaymentGateway):
                 )
         except IntegrityError:  # the same key, concurrently
             charge = SandboxCharge.objects.get(idempotency_key=request.idempotency_key)
-        return self.verify(charge.reference)
+        return self._state(charge)
 
     def method_forget(self, method: SavedMethod) -> None:
         SandboxMethod.objects.filter(token=method.token).update(forgotten=True)

@@ -27,7 +27,7 @@ from subscriptions.purposes import PURPOSE
 from subscriptions.services.common import (
     invoice_data,
     invoice_move,
-    lock_subscription,
+    lock_invoice,
     move,
     subscription_data,
 )
@@ -67,11 +67,7 @@ def invoice_paid(*, payment_id: str, invoice_number: str) -> Invoice | None:
     """One invoice paid by one payment, applied once (invoice.paid, subscription.activated or
     .renewed, and the period's toybox opened)."""
     with transaction.atomic():
-        found = (
-            Invoice.objects.filter(number=invoice_number).values_list("subscription_id", flat=True).first()
-        )
-        subscription = lock_subscription(found) if found else None
-        invoice = Invoice.objects.select_for_update().filter(number=invoice_number).first()
+        subscription, invoice = lock_invoice(number=invoice_number)
         completion = policy.completion_claim(payment_id=payment_id, purpose=PURPOSE, item_id=invoice_number)
         if completion is None:
             return invoice  # a repeated payment.completed, or no such payment for it
@@ -120,11 +116,7 @@ def _period_paid(subscription: Subscription, invoice: Invoice) -> None:
 def _claim_attempt(invoice_id: int, now: datetime, *, force: bool) -> tuple[Invoice, Subscription] | None:
     """Lock a due open invoice of a live subscription and lease its attempt; None if not due."""
     with transaction.atomic():
-        subscription_id = (
-            Invoice.objects.filter(pk=invoice_id).values_list("subscription_id", flat=True).get()
-        )
-        subscription = lock_subscription(subscription_id)
-        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        subscription, invoice = lock_invoice(pk=invoice_id)
         if invoice.status != Invoice.Status.OPEN or subscription.status not in (
             Subscription.Status.ACTIVE,
             Subscription.Status.PAST_DUE,
@@ -199,11 +191,7 @@ def invoice_attempt_failed(
     failure, and after the last, uncollectible and paused or cancelled."""
     now = now or timezone.now()
     with transaction.atomic():
-        subscription_id = (
-            Invoice.objects.filter(pk=invoice_id).values_list("subscription_id", flat=True).get()
-        )
-        subscription = lock_subscription(subscription_id)
-        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        subscription, invoice = lock_invoice(pk=invoice_id)
         if invoice.status != Invoice.Status.OPEN or (payment_id and payment_id in invoice.failed_payments):
             return
         schedule = settings.SUBSCRIPTION_DUNNING_DAYS

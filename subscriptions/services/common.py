@@ -27,6 +27,22 @@ def lock_subscription(subscription_id: int) -> Subscription:
     )
 
 
+def lock_invoice(**invoice: object) -> tuple[Subscription | None, Invoice | None]:
+    """The invoice (by pk or number) and its subscription, both locked: the subscription first,
+    as everywhere; (None, None) when there is no such invoice."""
+    subscription = (
+        Subscription.objects.select_for_update(of=("self",))
+        .select_related("plan", "child")
+        .filter(**{f"invoices__{field}": value for field, value in invoice.items()})
+        .first()
+    )
+    if subscription is None:
+        return None, None
+    found = Invoice.objects.select_for_update().get(**invoice)
+    found.subscription = subscription
+    return subscription, found
+
+
 def subscription_data(subscription: Subscription, **extra: Any) -> dict[str, Any]:
     return {
         "subscription_id": subscription.public_id,

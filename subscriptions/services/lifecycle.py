@@ -23,19 +23,24 @@ LIVE = (Subscription.Status.PENDING_PAYMENT, Subscription.Status.ACTIVE, Subscri
 ONE_LIVE = "subscription_one_live_per_child_plan"
 
 
-def invoice_open(subscription: Subscription, *, period_start: datetime) -> Invoice:
-    """The subscription's invoice for the period starting then (invoice.created), made once."""
-    invoice, created = Invoice.objects.get_or_create(
-        subscription=subscription,
-        period_start=period_start,
-        defaults={
-            "customer_id": subscription.customer_id,
-            "period_end": period_end(period_start, subscription.plan.period_months),
-            "amount": subscription.plan.price,
-            "currency": subscription.plan.currency,
-        },
-    )
-    if created:
+def invoice_open(
+    subscription: Subscription, *, period_start: datetime, next_attempt_at: datetime | None = None
+) -> Invoice:
+    """The subscription's invoice for the period starting then (invoice.created), made once.
+
+    The caller holds the subscription's lock, so no other invoice for it is being made.
+    """
+    invoice = Invoice.objects.filter(subscription=subscription, period_start=period_start).first()
+    if invoice is None:
+        invoice = Invoice.objects.create(
+            subscription=subscription,
+            period_start=period_start,
+            customer_id=subscription.customer_id,
+            period_end=period_end(period_start, subscription.plan.period_months),
+            amount=subscription.plan.price,
+            currency=subscription.plan.currency,
+            next_attempt_at=next_attempt_at,
+        )
         events.publish("invoice.created", invoice_data(invoice))
     return invoice
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from core import events
 from subscriptions.models import Invoice, Subscription
+from subscriptions.services.billing import ATTEMPT_LEASE
 from subscriptions.services.common import lock_subscription, period_end, subscription_data
 from subscriptions.services.lifecycle import invoice_open, subscription_end
 
@@ -68,9 +69,12 @@ def renewals_dispatch(*, now: datetime | None = None, batch: int | None = None) 
     return subscriptions, invoices
 
 
-def subscription_renew(*, subscription_id: int, now: datetime | None = None) -> Invoice | None:
-    """Renew one due subscription; the invoice to charge (its charge is sent on commit), or None
-    (not due, ended at its period's end, or a skipped period)."""
+def subscription_renew(
+    *, subscription_id: int, now: datetime | None = None, send_charge: bool = True
+) -> Invoice | None:
+    """Renew one due subscription; the invoice to charge (its charge task is sent on commit,
+    unless the caller charges it itself), or None (not due, ended at its period's end, or a
+    skipped period)."""
     now = now or timezone.now()
     with transaction.atomic():
         subscription = lock_subscription(subscription_id)
@@ -97,18 +101,16 @@ def subscription_renew(*, subscription_id: int, now: datetime | None = None) -> 
             )
             events.publish("subscription.renewed", subscription_data(subscription, skipped=True))
             return None
-        invoice = invoice_open(subscription, period_start=due)
-        if (
-            invoice.status == Invoice.Status.OPEN
-            and invoice.next_attempt_at is None
-            and invoice.attempts == 0
-        ):
-            invoice.next_attempt_at = now
-            invoice.save(update_fields=["next_attempt_at", "updated_at"])
+        # Leased to the charge task sent on commit (forced: it need not wait for the lease);
+        # should that task be lost, the dispatcher finds the invoice due when the lease ends.
+        invoice = invoice_open(subscription, period_start=due, next_attempt_at=now + ATTEMPT_LEASE)
         subscription.next_renewal_at = None  # renewed: the invoice's attempts take over
         subscription.save(update_fields=["next_renewal_at", "updated_at"])
-        pk = invoice.pk
-        transaction.on_commit(lambda: current_app.send_task(CHARGE_TASK, args=[pk]))
+        if send_charge:
+            pk = invoice.pk
+            transaction.on_commit(
+                lambda: current_app.send_task(CHARGE_TASK, args=[pk], kwargs={"force": True})
+            )
     return invoice
 
 

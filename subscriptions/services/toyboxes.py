@@ -33,16 +33,16 @@ RESERVE_TRIES = 3  # other boxes may take the last of a toy between the pick and
 
 def toybox_open(*, invoice: Invoice, subscription: Subscription, payment_id: str) -> Toybox:
     """The paid period's box, to be built by a task once this transaction commits."""
-    toybox, _ = Toybox.objects.get_or_create(
+    # The caller holds the invoice's lock and has just marked it paid: no box can exist for it
+    # yet, unless that was rolled back and retried, and then this finds it.
+    toybox = Toybox.objects.filter(invoice=invoice).first() or Toybox.objects.create(
         invoice=invoice,
-        defaults={
-            "subscription": subscription,
-            "child_id": subscription.child_id,
-            "customer_id": subscription.customer_id,
-            "period_start": invoice.period_start,
-            "toys_wanted": subscription.plan.toys_per_box,
-            "payment_id": payment_id,
-        },
+        subscription=subscription,
+        child_id=subscription.child_id,
+        customer_id=subscription.customer_id,
+        period_start=invoice.period_start,
+        toys_wanted=subscription.plan.toys_per_box,
+        payment_id=payment_id,
     )
     pk = toybox.pk
     transaction.on_commit(lambda: current_app.send_task(BUILD_TASK, args=[pk]))

@@ -64,7 +64,7 @@ def renewal_paid(subscription: Subscription) -> Subscription:
     invoice = services.subscription_renew(
         subscription_id=subscription.pk, now=subscription.current_period_end
     )
-    services.invoice_charge(invoice_id=invoice.pk, now=subscription.current_period_end)
+    services.invoice_charge(invoice_id=invoice.pk, now=subscription.current_period_end, force=True)
     completed(payment_of(invoice))
     return Subscription.objects.get(pk=subscription.pk)
 

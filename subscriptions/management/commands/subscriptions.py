@@ -31,15 +31,25 @@ class Command(BaseCommand):
             )
             return
         renewed = 0
-        for ids in due_subscriptions(now, batch):
-            renewed += services.subscriptions_renew(subscription_ids=ids, now=now)
         outcomes: dict[str, int] = {}
+
+        def charge(invoice_id: int, *, first: bool) -> None:
+            try:
+                outcome = services.invoice_charge(invoice_id=invoice_id, now=now, force=first)
+            except GatewayUnreachable:
+                outcome = "gateway unreachable (beat tries again)"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+        for ids in due_subscriptions(now, batch):
+            for subscription_id in ids:
+                invoice = services.subscription_renew(
+                    subscription_id=subscription_id, now=now, send_charge=False
+                )
+                if invoice is not None:
+                    renewed += 1
+                    charge(invoice.pk, first=True)  # this process charges it, no task
         for ids in due_invoices(now, batch):
             for invoice_id in ids:
-                try:
-                    outcome = services.invoice_charge(invoice_id=invoice_id, now=now)
-                except GatewayUnreachable:
-                    outcome = "gateway unreachable (beat tries again)"
-                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                charge(invoice_id, first=False)
         summary = ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())) or "none charged"
         self.stdout.write(f"renewed {renewed} subscriptions; invoices: {summary}")
