@@ -13,6 +13,7 @@ from payments.models import (
     PaymentAllocation,
     PaymentLedgerEntry,
     Refund,
+    SandboxMethod,
     WebhookEvent,
 )
 from payments.tasks import refund_execute
@@ -141,4 +142,18 @@ class WebhookEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SandboxMethod)
+class SandboxMethodAdmin(admin.ModelAdmin):
+    """The sandbox's saved cards: set one to decline or to be unavailable to try dunning."""
+
+    list_display = ["token", "label", "customer_key", "behaviour", "forgotten", "created_at"]
+    list_editable = ["behaviour"]
+    list_filter = ["behaviour", "forgotten"]
+    search_fields = ["token", "customer_key"]
+    readonly_fields = ["token", "customer_key", "label", "forgotten", "created_at"]
+
+    def has_add_permission(self, request):
         return False

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 # Gateways remember an idempotency key for 24 hours (Stripe, YooKassa): a charge is sent again
 # with its key only within this, after which a lost answer is for staff to look up.
 KEY_REMEMBERED = timedelta(hours=20)
+# How a payment failed for that reason begins its last_error (the caller holds the item for staff).
+OUTCOME_UNKNOWN = "the charge's outcome is unknown"
 
 
 def payment_charge_saved(*, payment_id: int, description: str = "") -> Payment:
@@ -40,17 +42,23 @@ def payment_charge_saved(*, payment_id: int, description: str = "") -> Payment:
     """
     payment = Payment.objects.select_related("saved_method", "customer").get(pk=payment_id)
     if payment.status == Payment.Status.PENDING and payment.gateway_reference:
-        return services.payment_verify(payment_id=payment.pk)
+        try:  # charged already, its outcome not known yet: ask, never charge again
+            return services.payment_verify(payment_id=payment.pk)
+        except GatewayError as exc:
+            if exc.transient:
+                raise GatewayUnreachable(str(exc)) from exc
+            services.payment_record_error(payment_id=payment.pk, error=str(exc))
+            return payment  # pending: its webhook or reconciliation settles it
     if payment.status != Payment.Status.CREATED:
         return payment
     method = payment.saved_method
-    if method is None:
+    if method is None or method.deleted_at is not None:
         return _failed(payment, "the saved payment method was deleted")
     if payment.last_error and timezone.now() - payment.created_at > KEY_REMEMBERED:
         # Sent before, its answer lost, and the gateway may have forgotten the key by now:
         # sending it again could charge twice. Staff check at the gateway; the attempt failed.
         services.payment_flag(payment, f"charge outcome unknown since {payment.created_at:%Y-%m-%d %H:%M}")
-        return _failed(payment, "the charge's outcome is unknown: staff check it at the gateway")
+        return _failed(payment, f"{OUTCOME_UNKNOWN}: staff check it at the gateway")
     request = SavedChargeRequest(
         payment_id=payment.public_id,
         amount=quantize(payment.amount, payment.currency),

@@ -6,13 +6,16 @@ by the customer.
   gateway's reusable token is kept here (`method_keep`, payment_method.saved). Only the
   token and a label: never card data.
 - payments.charges charges one without the customer.
-- `method_delete` deletes it here (payment_method.deleted) and has a task ask the gateway to
-  forget it.
+- `method_delete` marks it deleted (payment_method.deleted; never charged again), and
+  payments' subscriber of that event asks the gateway to forget it and removes the row: the
+  request goes through the outbox, and no task carries the token.
 """
 
-from celery import current_app
+import logging
+
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
+from django.utils import timezone
 
 from core import events
 from core.errors import NotFound
@@ -20,6 +23,8 @@ from payments.gateways.base import SavedMethod
 from payments.models import Payment, SavedPaymentMethod
 from payments.purposes import PURPOSES
 from payments.registry import gateway_for, gateway_refusal
+
+logger = logging.getLogger(__name__)
 
 
 def customer_key(customer_id: int) -> str:
@@ -61,6 +66,8 @@ def method_keep(*, payment: Payment, saved: SavedMethod) -> SavedPaymentMethod |
             "first_payment": payment,
         },
     )
+    if method.deleted_at is not None:
+        return None  # the customer deleted this card; it is being forgotten at the gateway
     if created:
         events.publish("payment_method.saved", method_data(method) | {"payment_id": payment.public_id})
     elif saved.label and saved.label != method.label:
@@ -69,43 +76,46 @@ def method_keep(*, payment: Payment, saved: SavedMethod) -> SavedPaymentMethod |
 
 
 def methods_of(customer_id: int) -> QuerySet[SavedPaymentMethod]:
-    return SavedPaymentMethod.objects.filter(customer_id=customer_id)
+    """The customer's methods that can be charged (not deleted)."""
+    return SavedPaymentMethod.objects.filter(customer_id=customer_id, deleted_at__isnull=True)
 
 
 def method_for_charge(customer_id: int) -> SavedPaymentMethod | None:
     """The method to charge for a customer now: the one used or saved last, at a gateway that
     takes payments here (not the sandbox in production, only the sandbox with PAYMENT_ENV=mock)."""
-    for method in methods_of(customer_id).order_by("-last_used_at", "-created_at", "-pk"):
+    recent = (F("last_used_at").desc(nulls_last=True), "-created_at", "-pk")  # NULLs last everywhere
+    for method in methods_of(customer_id).order_by(*recent):
         if not gateway_refusal(method.gateway):
             return method
     return None
 
 
 def method_delete(*, customer_id: int, method_id: str) -> None:
-    """Delete a customer's method (payment_method.deleted); the gateway is asked to forget it
-    once this commits. Another customer's method is not found."""
+    """Delete a customer's method: never charged again from now (payment_method.deleted), and
+    payments' subscriber of that event asks the gateway to forget it, then removes the row.
+    Another customer's method is not found."""
     with transaction.atomic():
-        method = (
-            SavedPaymentMethod.objects.select_for_update()
-            .filter(customer_id=customer_id, public_id=method_id)
-            .first()
-        )
+        method = methods_of(customer_id).select_for_update().filter(public_id=method_id).first()
         if method is None:
             raise NotFound("No such saved payment method.")
-        data = method_data(method)
-        forget = {
-            "gateway": method.gateway,
-            "token": method.token,
-            "customer_reference": method.customer_reference,
-            "raw": method.details,
-        }
-        method.delete()
-        events.publish("payment_method.deleted", data)
-        # Sent by name: payments.tasks imports this module.
-        transaction.on_commit(lambda: current_app.send_task("payments.method_forget", kwargs=forget))
+        method.deleted_at = timezone.now()
+        method.save(update_fields=["deleted_at"])
+        events.publish("payment_method.deleted", method_data(method))
 
 
-def method_forget_at_gateway(*, gateway: str, token: str, customer_reference: str, raw: dict) -> None:
-    gateway_for(gateway).method_forget(
-        SavedMethod(token=token, customer_reference=customer_reference, raw=raw)
+def method_forget(*, method_id: str) -> None:
+    """A deleted method: the gateway is asked to forget it (where it has a call for it), then
+    the row is removed (its payments keep their history, without it). Raises GatewayError."""
+    method = SavedPaymentMethod.objects.filter(public_id=method_id, deleted_at__isnull=False).first()
+    if method is None:
+        return  # forgotten already
+    gateway_for(method.gateway).method_forget(
+        SavedMethod(token=method.token, customer_reference=method.customer_reference, raw=method.details)
     )
+    method.delete()
+
+
+def method_forget_refused(*, method_id: str, error: str) -> None:
+    """The gateway would not forget it: removed here all the same (it is never charged again)."""
+    logger.warning("gateway did not forget a deleted method", extra={"method_id": method_id, "error": error})
+    SavedPaymentMethod.objects.filter(public_id=method_id, deleted_at__isnull=False).delete()

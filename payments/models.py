@@ -311,6 +311,8 @@ class SavedPaymentMethod(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Deleted by the customer: never charged again; the row goes once the gateway forgot it.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from payments import methods, reconciliation, services, webhooks
+from payments import reconciliation, services, webhooks
 from payments.gateways.base import GatewayError
 from payments.gateways.sandbox import SIGNATURE_HEADER, sign
 from payments.models import SandboxCharge, WebhookEvent
@@ -89,23 +89,6 @@ def refund_execute(self, refund_id: int) -> None:
     try:
         services.refund_execute(refund_id=refund_id)
     except GatewayError as exc:
-        _retry_transient(self, exc)
-
-
-@shared_task(name="payments.method_forget", **GATEWAY_RETRY)
-def method_forget(self, *, gateway: str, token: str, customer_reference: str, raw: dict) -> None:
-    """Ask the gateway to forget a method the customer deleted (deleted here already)."""
-    try:
-        methods.method_forget_at_gateway(
-            gateway=gateway, token=token, customer_reference=customer_reference, raw=raw
-        )
-    except GatewayError as exc:
-        if not exc.transient or self.request.retries >= self.max_retries:
-            # Ours is deleted and never charged again; the gateway's copy is left to expire.
-            logger.warning(
-                "gateway did not forget a deleted method", extra={"gateway": gateway, "error": str(exc)}
-            )
-            return
         _retry_transient(self, exc)
 
 

@@ -7,7 +7,7 @@ SUBSCRIPTION = Transitions(
         "pending_payment": {"active", "cancelled"},
         "active": {"active", "past_due", "paused", "cancelled"},  # active -> active: renewed
         "past_due": {"active", "paused", "cancelled"},
-        "paused": {"active", "cancelled"},
+        "paused": {"active", "past_due", "cancelled"},  # resumed owing an invoice: past_due
         "cancelled": set(),
     },
     name="subscription",

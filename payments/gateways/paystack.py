@@ -304,7 +304,9 @@ class PaystackGateway(PaymentGateway):
             amount=amount,
             currency=currency,
             error=error,
-            raw=dict(data),
+            # The ledger keeps the answer without the card's authorization: its code charges the
+            # card again (it is kept once, as the saved method's token) and it holds the BIN.
+            raw={key: value for key, value in data.items() if key != "authorization"},
             saved_method=saved,
         )
 

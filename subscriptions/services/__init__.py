@@ -6,6 +6,8 @@ same transaction."""
 from subscriptions.services.billing import (
     invoice_attempt_failed,
     invoice_charge,
+    invoice_charge_postponed,
+    invoice_held,
     invoice_paid,
     invoices_paid_by,
 )
@@ -32,6 +34,8 @@ __all__ = [
     "child_update",
     "invoice_attempt_failed",
     "invoice_charge",
+    "invoice_charge_postponed",
+    "invoice_held",
     "invoice_paid",
     "invoices_paid_by",
     "renewals_dispatch",

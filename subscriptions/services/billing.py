@@ -21,6 +21,7 @@ from django.utils import timezone
 from core import events
 from core.errors import ApplicationError
 from payments import charges, methods, policy
+from payments.errors import PaymentRefused
 from payments.policy import Completion
 from subscriptions.models import Invoice, Subscription
 from subscriptions.purposes import PURPOSE
@@ -29,13 +30,16 @@ from subscriptions.services.common import (
     invoice_move,
     lock_invoice,
     move,
+    period_end,
     subscription_data,
 )
-from subscriptions.services.lifecycle import subscription_end, subscription_pause_locked
+from subscriptions.services.lifecycle import renewal_withdrawn, subscription_end, subscription_pause_locked
 from subscriptions.services.toyboxes import toybox_open
 
 logger = logging.getLogger("subscriptions.services")
 ATTEMPT_LEASE = timedelta(hours=1)  # an attempt that dies is tried again after this
+OUTAGE_RETRY = timedelta(minutes=30)  # a gateway out of reach: the same charge again after this
+RENEWABLE = (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
 
 
 # --- payment.completed ----------------------------------------------------------------------
@@ -84,8 +88,15 @@ def invoice_paid(*, payment_id: str, invoice_number: str) -> Invoice | None:
                 },
             )
             return invoice
-        invoice.paid_at, invoice.payment_id, invoice.next_attempt_at = timezone.now(), payment_id, None
-        invoice_move(invoice, Invoice.Status.PAID, fields=("paid_at", "payment_id", "next_attempt_at"))
+        now = timezone.now()
+        invoice.paid_at, invoice.payment_id, invoice.next_attempt_at = now, payment_id, None
+        fields = ["paid_at", "payment_id", "next_attempt_at"]
+        if subscription.status == Subscription.Status.PENDING_PAYMENT and invoice.period_start < now:
+            # The first period runs from its payment, however long the customer took to pay.
+            invoice.period_start = now
+            invoice.period_end = period_end(now, subscription.plan.period_months)
+            fields += ["period_start", "period_end"]
+        invoice_move(invoice, Invoice.Status.PAID, fields=tuple(fields))
         policy.completion_accept(completion, note=f"invoice {invoice_number} paid")
         events.publish("invoice.paid", invoice_data(invoice, payment_id=payment_id))
         _period_paid(subscription, invoice)
@@ -113,23 +124,40 @@ def _period_paid(subscription: Subscription, invoice: Invoice) -> None:
 
 
 # --- Charging and dunning -------------------------------------------------------------------
-def _claim_attempt(invoice_id: int, now: datetime, *, force: bool) -> tuple[Invoice, Subscription] | None:
-    """Lock a due open invoice of a live subscription and lease its attempt; None if not due."""
+def _claim_attempt(
+    invoice_id: int, now: datetime, *, force: bool, attempt: int | None
+) -> tuple[Invoice, Subscription] | None:
+    """Lock an open invoice of a live subscription that is due (or forced) and lease its
+    attempt; None if there is nothing to do.
+
+    `attempt` is the number of failed attempts the caller saw when it decided to charge (the
+    renewal's task: 0): a task redelivered after that attempt failed finds the number moved on
+    and does not charge again ahead of the dunning schedule, forced or not.
+    """
     with transaction.atomic():
         subscription, invoice = lock_invoice(pk=invoice_id)
-        if invoice.status != Invoice.Status.OPEN or subscription.status not in (
-            Subscription.Status.ACTIVE,
-            Subscription.Status.PAST_DUE,
-        ):
+        if invoice.status != Invoice.Status.OPEN or subscription.status not in RENEWABLE:
+            return None
+        if attempt is not None and invoice.attempts != attempt:
             return None
         if not force and (invoice.next_attempt_at is None or invoice.next_attempt_at > now):
+            return None
+        renewal = (
+            subscription.current_period_end is not None
+            and invoice.period_start >= subscription.current_period_end
+        )
+        if renewal and (subscription.cancel_at_period_end or subscription.skip_next):
+            # Cancelled or skipped after the renewal opened the invoice: it is not charged.
+            renewal_withdrawn(subscription, invoice)
             return None
         invoice.next_attempt_at = now + ATTEMPT_LEASE
         invoice.save(update_fields=["next_attempt_at", "updated_at"])
     return invoice, subscription
 
 
-def invoice_charge(*, invoice_id: int, now: datetime | None = None, force: bool = False) -> str:
+def invoice_charge(
+    *, invoice_id: int, now: datetime | None = None, force: bool = False, attempt: int | None = None
+) -> str:
     """One attempt to collect an open invoice; what happened: "charged", "pending", "failed",
     "link" (no saved method: a payment link), or "skipped" (not due, paid, or not live).
 
@@ -137,7 +165,7 @@ def invoice_charge(*, invoice_id: int, now: datetime | None = None, force: bool 
     the same payment is charged again with the same idempotency key.
     """
     now = now or timezone.now()
-    claimed = _claim_attempt(invoice_id, now, force=force)
+    claimed = _claim_attempt(invoice_id, now, force=force, attempt=attempt)
     if claimed is None:
         return "skipped"
     invoice, subscription = claimed
@@ -148,16 +176,23 @@ def invoice_charge(*, invoice_id: int, now: datetime | None = None, force: bool 
             invoice_id=invoice.pk, payment_id="", error="no saved payment method", now=now, payment_url=url
         )
         return "link"
-    payment = policy.payment_open(
-        customer_id=invoice.customer_id,
-        purpose=PURPOSE,
-        item_ids=[invoice.number],
-        gateway=method.gateway,
-        saved_method_id=method.pk,
-    )
+    try:
+        payment = policy.payment_open(
+            customer_id=invoice.customer_id,
+            purpose=PURPOSE,
+            item_ids=[invoice.number],
+            gateway=method.gateway,
+            saved_method_id=method.pk,
+        )
+    except PaymentRefused as exc:  # paid meanwhile (its completion is on its way), or closed
+        logger.info("invoice not charged", extra={"invoice": invoice.number, "why": exc.message})
+        return "skipped"
     payment = charges.payment_charge_saved(
         payment_id=payment.pk, description=f"{subscription.plan.name} for {subscription.child.name}"
     )
+    if payment.status == payment.Status.FAILED and payment.last_error.startswith(charges.OUTCOME_UNKNOWN):
+        invoice_held(invoice_id=invoice.pk, error=payment.last_error)
+        return "held"
     if payment.status == payment.Status.FAILED:
         invoice_attempt_failed(
             invoice_id=invoice.pk, payment_id=payment.public_id, error=payment.last_error, now=now
@@ -169,15 +204,15 @@ def invoice_charge(*, invoice_id: int, now: datetime | None = None, force: bool 
 def _payment_link(invoice: Invoice) -> str:
     """A checkout the customer can pay the invoice with (reused while open); "" if none can be
     opened now (the next attempt tries again)."""
-    if invoice.payment_url:
-        return invoice.payment_url
-    try:
+    try:  # the open link payment of the invoice, or a new one (an expired link is not reused)
         payment = policy.payment_open(
             customer_id=invoice.customer_id, purpose=PURPOSE, item_ids=[invoice.number]
         )
     except ApplicationError as exc:
         logger.warning("could not open a payment link", extra={"invoice": invoice.number, "error": str(exc)})
         return ""
+    if payment.checkout_url:
+        return payment.checkout_url
     return charges.payment_link_open(
         payment_id=payment.pk, description=f"Invoice {invoice.number}", customer_email=invoice.customer.email
     )
@@ -198,7 +233,7 @@ def invoice_attempt_failed(
         invoice.attempts += 1
         invoice.first_failed_at = invoice.first_failed_at or now
         invoice.last_error = error[:2000]
-        invoice.payment_url = payment_url or invoice.payment_url
+        invoice.payment_url = payment_url
         if payment_id:
             invoice.failed_payments = [*invoice.failed_payments, payment_id]
         final = invoice.attempts > len(schedule)
@@ -234,3 +269,32 @@ def invoice_attempt_failed(
             subscription_end(subscription, reason=reason)
         else:
             subscription_pause_locked(subscription, reason=reason)
+
+
+def invoice_held(*, invoice_id: int, error: str) -> None:
+    """A charge whose outcome is unknown past the time the gateway remembers its key: the
+    invoice is not charged again automatically (a new key could charge twice); staff look it
+    up at the gateway and then retry the charge (admin) or let it be. Not a failed attempt."""
+    with transaction.atomic():
+        _, invoice = lock_invoice(pk=invoice_id)
+        if invoice.status != Invoice.Status.OPEN:
+            return
+        invoice.next_attempt_at, invoice.last_error = None, error[:2000]
+        invoice.save(update_fields=["next_attempt_at", "last_error", "updated_at"])
+    logger.warning("renewal charge held for staff", extra={"invoice": invoice.number, "error": error})
+
+
+def invoice_charge_postponed(*, invoice_id: int, error: str, now: datetime | None = None) -> None:
+    """The gateway stayed out of reach through the task's retries: the same payment is charged
+    again by its key OUTAGE_RETRY later (within the time the gateway remembers the key), and the
+    attempt is not counted as a decline."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        _, invoice = lock_invoice(pk=invoice_id)
+        if invoice.status != Invoice.Status.OPEN:
+            return
+        invoice.next_attempt_at, invoice.last_error = (
+            now + OUTAGE_RETRY,
+            f"gateway unavailable: {error}"[:2000],
+        )
+        invoice.save(update_fields=["next_attempt_at", "last_error", "updated_at"])

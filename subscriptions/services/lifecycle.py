@@ -77,12 +77,16 @@ def subscription_create(
         )
     try:
         with transaction.atomic():
+            if (
+                Subscription.objects.filter(child=child, plan=plan)
+                .exclude(status=Subscription.Status.CANCELLED)
+                .exists()
+            ):
+                raise IntegrityError(ONE_LIVE)
             subscription = Subscription.objects.create(customer_id=customer_id, child=child, plan=plan)
             events.publish("subscription.created", subscription_data(subscription))
             invoice_open(subscription, period_start=now)
-    except IntegrityError as exc:
-        if ONE_LIVE not in str(exc):
-            raise
+    except IntegrityError as exc:  # checked first; the constraint settles a race (any database)
         raise BusinessRuleViolation(
             f"{child.name} already has a subscription to {plan.name}.",
             code="already_subscribed",
@@ -112,7 +116,13 @@ def subscription_cancel(
         if subscription.status == Subscription.Status.CANCELLED:
             return subscription
         never_paid = subscription.status == Subscription.Status.PENDING_PAYMENT
-        if at_period_end and not never_paid and subscription.status == Subscription.Status.ACTIVE:
+        period_over = _renewal_owed(subscription) is not None  # renewed, its invoice not paid yet
+        if (
+            at_period_end
+            and not never_paid
+            and not period_over
+            and subscription.status == Subscription.Status.ACTIVE
+        ):
             if not subscription.cancel_at_period_end:
                 subscription.cancel_at_period_end = True
                 subscription.save(update_fields=["cancel_at_period_end", "updated_at"])
@@ -153,14 +163,18 @@ def subscription_pause(*, subscription_id: int, reason: str = "paused by the cus
 
 
 def subscription_pause_locked(subscription: Subscription, *, reason: str) -> None:
+    subscription.invoices.filter(status=Invoice.Status.OPEN).update(next_attempt_at=None)  # no attempts
     subscription.paused_at = timezone.now()
     move(subscription, Subscription.Status.PAUSED, fields=("paused_at",), note=reason)
     events.publish("subscription.paused", subscription_data(subscription, reason=reason))
 
 
 def subscription_resume(*, subscription_id: int, now: datetime | None = None) -> Subscription:
-    """Renew again: at the paid period's end, or now if it has ended (a new period starts now);
-    an invoice still open is charged again now."""
+    """Renew again: at the paid period's end, or now if it has ended (a new period starts now).
+
+    An invoice still open for a period that has not ended is charged again now (past_due);
+    one for a period already over is void: the customer is not charged for time paused.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         subscription = lock_subscription(subscription_id)
@@ -169,6 +183,11 @@ def subscription_resume(*, subscription_id: int, now: datetime | None = None) ->
                 f"Only a paused subscription can be resumed; this one is {subscription.status}.",
                 code="not_paused",
             )
+        for invoice in subscription.invoices.select_for_update().filter(
+            status=Invoice.Status.OPEN, period_end__lte=now
+        ):
+            invoice_move(invoice, Invoice.Status.VOID)
+            policy.item_payments_close(purpose=PURPOSE, item_id=invoice.number)
         owed = subscription.invoices.filter(status=Invoice.Status.OPEN)
         owed.update(next_attempt_at=now, updated_at=now)
         end = subscription.current_period_end
@@ -191,4 +210,43 @@ def subscription_skip(*, subscription_id: int) -> Subscription:
         if not subscription.skip_next:
             subscription.skip_next = True
             subscription.save(update_fields=["skip_next", "updated_at"])
+        owed = _renewal_owed(subscription)
+        if owed is not None:  # renewed already, not paid yet: that period is the one skipped
+            renewal_withdrawn(subscription, owed)
     return subscription
+
+
+def _renewal_owed(subscription: Subscription) -> Invoice | None:
+    """The open invoice of a period after the paid one (renewed, not paid yet), locked."""
+    if subscription.current_period_end is None:
+        return None
+    return (
+        subscription.invoices.select_for_update()
+        .filter(status=Invoice.Status.OPEN, period_start__gte=subscription.current_period_end)
+        .order_by("period_start")
+        .first()
+    )
+
+
+def renewal_withdrawn(subscription: Subscription, invoice: Invoice) -> None:
+    """A locked subscription cancelled at its period's end, or skipping its next box, after the
+    renewal opened the next period's invoice: that invoice is void (its open payments closed;
+    one that succeeds anyway is refunded) and the subscription ends, or moves on a period."""
+    invoice.next_attempt_at = None
+    invoice_move(invoice, Invoice.Status.VOID, fields=("next_attempt_at",))
+    policy.item_payments_close(purpose=PURPOSE, item_id=invoice.number)
+    if subscription.cancel_at_period_end:
+        subscription_end(subscription, reason="cancelled at the end of the period")
+        return
+    subscription.current_period_start, subscription.current_period_end = (
+        invoice.period_start,
+        invoice.period_end,
+    )
+    subscription.next_renewal_at, subscription.skip_next = invoice.period_end, False
+    target = Subscription.Status.ACTIVE
+    move(
+        subscription,
+        target,
+        fields=("current_period_start", "current_period_end", "next_renewal_at", "skip_next"),
+    )
+    events.publish("subscription.renewed", subscription_data(subscription, skipped=True))

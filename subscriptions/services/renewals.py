@@ -10,7 +10,7 @@ skipped period, or opens the next period's invoice and has a task charge it.
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from celery import current_app
 from django.conf import settings
@@ -20,14 +20,14 @@ from django.utils import timezone
 
 from core import events
 from subscriptions.models import Invoice, Subscription
-from subscriptions.services.billing import ATTEMPT_LEASE
+from subscriptions.services.billing import ATTEMPT_LEASE, RENEWABLE
 from subscriptions.services.common import lock_subscription, period_end, subscription_data
 from subscriptions.services.lifecycle import invoice_open, subscription_end
 
 logger = logging.getLogger("subscriptions.services")
 RENEW_TASK = "subscriptions.renew_batch"
 CHARGE_TASK = "subscriptions.invoice_charge"
-RENEWABLE = (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
+RENEWAL_GRACE = timedelta(days=1)
 
 
 def _keyset(queryset, time_field: str, now: datetime, batch: int) -> Iterator[list[int]]:
@@ -51,7 +51,9 @@ def due_subscriptions(now: datetime, batch: int) -> Iterator[list[int]]:
 
 
 def due_invoices(now: datetime, batch: int) -> Iterator[list[int]]:
-    return _keyset(Invoice.objects.filter(status=Invoice.Status.OPEN), "next_attempt_at", now, batch)
+    """Open invoices due for another attempt, of subscriptions that renew (not paused)."""
+    invoices = Invoice.objects.filter(status=Invoice.Status.OPEN, subscription__status__in=RENEWABLE)
+    return _keyset(invoices, "next_attempt_at", now, batch)
 
 
 def renewals_dispatch(*, now: datetime | None = None, batch: int | None = None) -> tuple[int, int]:
@@ -101,15 +103,18 @@ def subscription_renew(
             )
             events.publish("subscription.renewed", subscription_data(subscription, skipped=True))
             return None
+        # A renewal run late (beat stopped for days, a resumed subscription) starts its period
+        # now: the customer is never charged for several periods at once.
+        start = due if due > now - RENEWAL_GRACE else now
         # Leased to the charge task sent on commit (forced: it need not wait for the lease);
         # should that task be lost, the dispatcher finds the invoice due when the lease ends.
-        invoice = invoice_open(subscription, period_start=due, next_attempt_at=now + ATTEMPT_LEASE)
+        invoice = invoice_open(subscription, period_start=start, next_attempt_at=now + ATTEMPT_LEASE)
         subscription.next_renewal_at = None  # renewed: the invoice's attempts take over
         subscription.save(update_fields=["next_renewal_at", "updated_at"])
         if send_charge:
             pk = invoice.pk
             transaction.on_commit(
-                lambda: current_app.send_task(CHARGE_TASK, args=[pk], kwargs={"force": True})
+                lambda: current_app.send_task(CHARGE_TASK, args=[pk], kwargs={"force": True, "attempt": 0})
             )
     return invoice
 

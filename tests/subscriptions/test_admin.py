@@ -88,3 +88,22 @@ def test_nothing_is_added_or_deleted_by_hand(admin_client, subscription):
     assert admin_client.get("/admin/subscriptions/toybox/add/").status_code == 403
     invoice = subscription.invoices.get()
     assert admin_client.get(f"/admin/subscriptions/invoice/{invoice.pk}/delete/").status_code == 403
+
+
+def test_a_sandbox_card_can_be_set_to_decline_in_the_admin(admin_client, subscription):
+    from payments.models import SandboxMethod
+
+    card = SandboxMethod.objects.get()
+    assert admin_client.get("/admin/payments/sandboxmethod/").status_code == 200
+    admin_client.post(
+        "/admin/payments/sandboxmethod/",
+        {
+            "form-TOTAL_FORMS": "1",
+            "form-INITIAL_FORMS": "1",
+            "form-0-id": str(card.pk),
+            "form-0-behaviour": "decline",
+            "_save": "Save",
+        },
+    )
+    card.refresh_from_db()
+    assert card.behaviour == "decline"

@@ -1,11 +1,15 @@
 """Paying invoices: the batch payment, what payment.completed does (invoices paid, subscriptions
 activated, one toybox per paid period), refusals, and repeated completions."""
 
+import json
+
 import pytest
 
+from core.events import Event
 from core.models import OutboxEvent
 from orders.models import Variant
-from payments.models import Payment, Refund, SavedPaymentMethod
+from payments.models import Payment, Refund, SandboxMethod, SavedPaymentMethod
+from payments.subscribers import forget_deleted_method
 from subscriptions import services
 from subscriptions.models import Invoice, Subscription, Toybox
 from tests.factories import UserFactory
@@ -133,6 +137,12 @@ def test_customers_list_and_delete_their_saved_methods_only(family):
     assert stranger.get("/api/payment-methods").json()["results"] == []
     assert stranger.delete(f"/api/payment-methods/{methods[0]['id']}").status_code == 404
     assert client.delete(f"/api/payment-methods/{methods[0]['id']}").status_code == 204
+    assert client.get("/api/payment-methods").json()["results"] == []  # never charged again
+    deleted = OutboxEvent.objects.get(type="payment_method.deleted")
+    assert "token" not in deleted.data and "sbxm_" not in json.dumps(deleted.data)
+
+    # payments' subscriber of that event has the gateway forget it, then removes the row.
+    forget_deleted_method(Event.from_envelope(deleted.envelope))
     assert not SavedPaymentMethod.objects.exists()
-    assert OutboxEvent.objects.filter(type="payment_method.deleted").count() == 1
+    assert SandboxMethod.objects.get().forgotten
     assert client.get(f"/api/payment-methods/{methods[0]['id']}").status_code == 405

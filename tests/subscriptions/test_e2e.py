@@ -76,7 +76,8 @@ def _build_waiting_on_a_lock() -> bool:
         # Inside a transaction PostgreSQL keeps the first snapshot of the activity view: drop it.
         cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE %s",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query ILIKE %s",
             ["%orders_variant%FOR UPDATE%"],
         )
         return cursor.fetchone()[0] > 0

@@ -11,18 +11,22 @@ from django.utils import timezone
 
 from core.models import OutboxEvent
 from payments import policy
+from payments import services as services_payments
 from payments.errors import GatewayUnreachable
+from payments.methods import method_for_charge
 from payments.models import Payment, SandboxCharge, SandboxMethod, SavedPaymentMethod
 from subscriptions import services
 from subscriptions.models import Invoice, Subscription
 from tests.subscriptions.factories import ChildFactory, PlanFactory
 from tests.subscriptions.helpers import (
+    batch,
     client_for,
     completed,
     event_types,
     last_seq,
     paid_subscription,
     payment_of,
+    sandbox_pay,
 )
 
 pytestmark = pytest.mark.django_db
@@ -198,3 +202,129 @@ def test_the_renew_command_lists_with_dry_run_and_renews(active):
     out = StringIO()
     call_command("subscriptions", "renew", stdout=out)
     assert "renewed 1 subscriptions" in out.getvalue() and "1 charged" in out.getvalue()
+
+
+# --- found in review: stale periods, the renewal window, outages, redelivery ------------------
+def test_a_first_invoice_paid_late_starts_its_period_when_paid():
+    child = ChildFactory()
+    client = client_for(child.customer)
+    long_ago = timezone.now() - 90 * DAY
+    subscription = services.subscription_create(
+        customer_id=child.customer_id, child_id=child.pk, plan_id=PlanFactory().pk, now=long_ago
+    )
+    completed(sandbox_pay(batch(client, subscription.public_id).json()["id"]))
+    subscription.refresh_from_db()
+    assert subscription.current_period_start > timezone.now() - DAY  # from the payment, not 90 days ago
+    assert services.subscription_renew(subscription_id=subscription.pk) is None  # nothing due
+    assert services.renewals_dispatch() == (0, 0)
+
+
+def test_a_renewal_run_late_charges_one_period_starting_now(active):
+    late = active.current_period_end + 40 * DAY  # beat stopped for weeks
+    invoice = renew(active, late)
+    assert invoice.period_start == late
+    assert charge(invoice, late, first=True) == "charged"
+    assert Subscription.objects.get(pk=active.pk).next_renewal_at > late + 25 * DAY
+
+
+def test_resuming_a_subscription_that_owes_an_invoice_charges_it_again(active):
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.DECLINE)
+    start = active.current_period_end
+    invoice = renew(active, start)
+    charge(invoice, start, first=True)  # declined: past_due
+    services.subscription_pause(subscription_id=active.pk)
+    assert Invoice.objects.get(pk=invoice.pk).next_attempt_at is None  # no attempts while paused
+    assert services.renewals_dispatch(now=start + 10 * DAY) == (0, 0)
+
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.APPROVE)
+    resumed = services.subscription_resume(subscription_id=active.pk, now=start + DAY)
+    assert resumed.status == "past_due"
+    assert charge(invoice, start + DAY) == "charged"
+    assert Subscription.objects.get(pk=active.pk).status == "active"
+
+
+def test_resuming_after_the_owed_period_is_over_voids_it_and_starts_anew(active):
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.DECLINE)
+    start = active.current_period_end
+    invoice = renew(active, start)
+    charge(invoice, start, first=True)
+    services.subscription_pause(subscription_id=active.pk)
+    resumed = services.subscription_resume(subscription_id=active.pk, now=start + 60 * DAY)
+    assert resumed.status == "active" and resumed.next_renewal_at == start + 60 * DAY
+    assert Invoice.objects.get(pk=invoice.pk).status == "void"  # no charge for the time paused
+
+
+@pytest.mark.parametrize("action", ["cancel", "skip"])
+def test_cancel_or_skip_during_the_renewal_window_withdraws_the_unpaid_invoice(active, action):
+    start = active.current_period_end
+    invoice = renew(active, start)  # renewed; its charge task not run yet
+    if action == "cancel":
+        services.subscription_cancel(subscription_id=active.pk, at_period_end=True)
+    else:
+        services.subscription_skip(subscription_id=active.pk)
+
+    assert Invoice.objects.get(pk=invoice.pk).status == "void"
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start, force=True, attempt=0) == "skipped"
+    active.refresh_from_db()
+    if action == "cancel":
+        assert active.status == "cancelled"
+    else:
+        assert active.status == "active" and active.current_period_start == start and not active.skip_next
+    assert not SandboxCharge.objects.filter(
+        payment_public_id__in=Payment.objects.filter(allocations__purpose_id=invoice.number).values(
+            "public_id"
+        )
+    ).exists()
+
+
+def test_a_redelivered_renewal_task_does_not_charge_ahead_of_dunning(active):
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.DECLINE)
+    start = active.current_period_end
+    invoice = renew(active, start)
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start, force=True, attempt=0) == "failed"
+    # The same message again (the worker died before acknowledging it): attempt 0 is over.
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start, force=True, attempt=0) == "skipped"
+    assert Invoice.objects.get(pk=invoice.pk).attempts == 1
+    assert SandboxCharge.objects.filter(status="failed").count() == 1
+
+
+def test_an_outage_through_every_retry_is_sent_again_by_key_then_held_for_staff(active):
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.UNAVAILABLE)
+    start = active.current_period_end
+    invoice = renew(active, start)
+    with pytest.raises(GatewayUnreachable):
+        services.invoice_charge(invoice_id=invoice.pk, now=start, force=True, attempt=0)
+    services.invoice_charge_postponed(invoice_id=invoice.pk, error="503", now=start)  # the task's last retry
+    invoice.refresh_from_db()
+    assert invoice.attempts == 0 and invoice.next_attempt_at == start + timedelta(minutes=30)
+    assert Subscription.objects.get(pk=active.pk).status == "active"  # an outage is not a decline
+
+    # A day later the gateway may have forgotten the key: not sent again, held for staff.
+    payment = payment_of(invoice)
+    Payment.objects.filter(pk=payment.pk).update(created_at=timezone.now() - DAY)
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start + DAY) == "held"
+    invoice.refresh_from_db()
+    assert invoice.next_attempt_at is None and "outcome is unknown" in invoice.last_error
+    assert "outcome unknown" in Payment.objects.get(pk=payment.pk).flagged_reason
+    assert not SandboxCharge.objects.filter(payment_public_id=payment.public_id).exists()  # never sent
+
+
+def test_an_invoice_paid_meanwhile_is_not_charged(active):
+    start = active.current_period_end
+    invoice = renew(active, start)
+    link = policy.payment_open(
+        customer_id=active.customer_id, purpose="subscription", item_ids=[invoice.number]
+    )
+    services_payments.payment_start_checkout(
+        payment_id=link.pk, return_url="", description="", customer_email=""
+    )
+    sandbox_pay(link.public_id)  # paid by the link; its payment.completed not applied yet
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start, force=True, attempt=0) == "skipped"
+
+
+def test_the_card_used_last_is_charged_before_one_never_used(active):
+    used = SavedPaymentMethod.objects.get()
+    SavedPaymentMethod.objects.filter(pk=used.pk).update(last_used_at=timezone.now())
+    fresh = SavedPaymentMethod.objects.create(customer=active.customer, gateway="sandbox", token="sbxm_new")
+    assert method_for_charge(active.customer_id) == used
+    assert fresh.last_used_at is None
