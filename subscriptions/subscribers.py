@@ -6,6 +6,7 @@ so a redelivered event changes nothing twice.
 """
 
 from core import events
+from payments import charges
 from payments.policy import event_allocations
 from subscriptions import services
 from subscriptions.models import Invoice
@@ -36,6 +37,8 @@ def subscriptions_on_payment_failed(event: events.Event) -> None:
     at once was counted by the charging task already: counted once per payment)."""
     if not event.data.get("off_session"):
         return  # a payment link the customer did not complete: dunning goes on as scheduled
+    if (event.data.get("error") or "").startswith(charges.OUTCOME_UNKNOWN):
+        return  # not a decline: the invoice is held for staff (billing.invoice_held)
     for number in _invoices_paid_by(event):
         invoice_id = Invoice.objects.filter(number=number).values_list("pk", flat=True).first()
         if invoice_id is not None:

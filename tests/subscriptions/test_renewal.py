@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from core.events import Event
 from core.models import OutboxEvent
 from payments import policy
 from payments import services as services_payments
@@ -17,6 +18,7 @@ from payments.methods import method_for_charge
 from payments.models import Payment, SandboxCharge, SandboxMethod, SavedPaymentMethod
 from subscriptions import services
 from subscriptions.models import Invoice, Subscription
+from subscriptions.subscribers import subscriptions_on_payment_failed
 from tests.subscriptions.factories import ChildFactory, PlanFactory
 from tests.subscriptions.helpers import (
     batch,
@@ -306,6 +308,9 @@ def test_an_outage_through_every_retry_is_sent_again_by_key_then_held_for_staff(
     invoice.refresh_from_db()
     assert invoice.next_attempt_at is None and "outcome is unknown" in invoice.last_error
     assert "outcome unknown" in Payment.objects.get(pk=payment.pk).flagged_reason
+    failed = OutboxEvent.objects.filter(type="payment.failed", aggregate_id=payment.public_id).get()
+    subscriptions_on_payment_failed(Event.from_envelope(failed.envelope))  # not counted as a decline
+    assert Invoice.objects.get(pk=invoice.pk).attempts == 0
     assert not SandboxCharge.objects.filter(payment_public_id=payment.public_id).exists()  # never sent
 
 
