@@ -56,9 +56,8 @@ def payment_charge_saved(*, payment_id: int, description: str = "") -> Payment:
         return _failed(payment, "the saved payment method was deleted")
     if payment.last_error and timezone.now() - payment.created_at > KEY_REMEMBERED:
         # Sent before, its answer lost, and the gateway may have forgotten the key by now:
-        # sending it again could charge twice. Staff check at the gateway; the attempt failed.
-        services.payment_flag(payment, f"charge outcome unknown since {payment.created_at:%Y-%m-%d %H:%M}")
-        return _failed(payment, f"{OUTCOME_UNKNOWN}: staff check it at the gateway")
+        # sending it again could charge twice.
+        return payment_charge_unknown(payment=payment)
     request = SavedChargeRequest(
         payment_id=payment.public_id,
         amount=quantize(payment.amount, payment.currency),
@@ -87,6 +86,24 @@ def payment_charge_saved(*, payment_id: int, description: str = "") -> Payment:
     return services.payment_apply_state(
         payment_id=payment.pk, state=state, source=PaymentLedgerEntry.Source.CHARGE, reference=state.reference
     )
+
+
+def charge_may_have_been_sent(payment: Payment) -> bool:
+    """A charge payment sent to its gateway whose answer never came (no reference, an error)."""
+    return bool(
+        payment.saved_method_id
+        and payment.status == Payment.Status.CREATED
+        and payment.last_error
+        and not payment.gateway_reference
+    )
+
+
+def payment_charge_unknown(*, payment: Payment) -> Payment:
+    """Give up on a charge whose outcome is unknown: failed with OUTCOME_UNKNOWN (what it was
+    for is held for staff, never charged again under a new key) and flagged for staff to look
+    it up at the gateway (by our payment id in its metadata)."""
+    services.payment_flag(payment, f"charge outcome unknown since {payment.created_at:%Y-%m-%d %H:%M}")
+    return _failed(payment, f"{OUTCOME_UNKNOWN}: staff check it at the gateway")
 
 
 def _failed(payment: Payment, error: str) -> Payment:

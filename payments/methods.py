@@ -66,8 +66,9 @@ def method_keep(*, payment: Payment, saved: SavedMethod) -> SavedPaymentMethod |
             "first_payment": payment,
         },
     )
-    if method.deleted_at is not None:
-        return None  # the customer deleted this card; it is being forgotten at the gateway
+    if method.deleted_at is not None:  # deleted, and saved again by a new payment: kept again
+        SavedPaymentMethod.objects.filter(pk=method.pk).update(deleted_at=None)
+        method.deleted_at, created = None, True
     if created:
         events.publish("payment_method.saved", method_data(method) | {"payment_id": payment.public_id})
     elif saved.label and saved.label != method.label:

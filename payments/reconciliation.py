@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from payments import services
+from payments import charges, services
 from payments.gateways.base import GatewayError
 from payments.models import Payment, Refund, WebhookEvent
 from payments.registry import GATEWAY_CLASSES
@@ -59,6 +59,10 @@ def payments_expire_overdue(*, limit: int = 200) -> int:
     ).order_by("deadline")[:limit]
     for payment in overdue:
         try:
+            if charges.charge_may_have_been_sent(payment):
+                # Expiring it would let a new payment charge again under a new key.
+                charges.payment_charge_unknown(payment=payment)
+                continue
             if payment.gateway_reference:
                 try:
                     payment = services.payment_verify(payment_id=payment.pk)

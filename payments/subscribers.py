@@ -7,7 +7,11 @@ from payments.gateways.base import GatewayError
 
 
 @events.subscriber(
-    "payment_method.deleted", queue="payments", name="payments.forget_deleted_method", retry_backoff=30
+    "payment_method.deleted",
+    queue="payments",
+    name="payments.forget_deleted_method",
+    retry_backoff=60,
+    max_retries=10,  # a gateway down for hours: the card is never charged meanwhile anyway
 )
 def forget_deleted_method(event: events.Event) -> None:
     """Ask the gateway to forget the card, then remove it; a gateway that refuses (or has no call

@@ -164,7 +164,10 @@ def _charge_now(modeladmin, request, invoices) -> None:
     """Send an attempt for each (a task: the gateway is called outside the admin's request)."""
     sent = 0
     for pk, attempts in invoices.values_list("pk", "attempts"):
-        current_app.send_task(CHARGE_TASK, args=[pk], kwargs={"force": True, "attempt": attempts})
+        # Staff decide: a charge held for them (its outcome unknown) is sent, under a new key.
+        current_app.send_task(
+            CHARGE_TASK, args=[pk], kwargs={"force": True, "attempt": attempts, "release_hold": True}
+        )
         sent += 1
     level = messages.SUCCESS if sent else messages.WARNING
     modeladmin.message_user(request, f"{sent} charges sent; the invoices show the outcome.", level)

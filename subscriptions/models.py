@@ -167,6 +167,9 @@ class Invoice(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When renewal charges it next")
     payment_url = models.URLField(max_length=1000, blank=True, help_text="Where the customer can pay it")
     first_failed_at = models.DateTimeField(null=True, blank=True, help_text="Dunning counts from here")
+    held_at = models.DateTimeField(
+        null=True, blank=True, help_text="A charge's outcome is unknown: no attempt until staff retry it"
+    )
     failed_payments = models.JSONField(
         default=list, blank=True, help_text="Payments whose failure was counted"
     )

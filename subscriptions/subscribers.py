@@ -37,11 +37,12 @@ def subscriptions_on_payment_failed(event: events.Event) -> None:
     at once was counted by the charging task already: counted once per payment)."""
     if not event.data.get("off_session"):
         return  # a payment link the customer did not complete: dunning goes on as scheduled
-    if (event.data.get("error") or "").startswith(charges.OUTCOME_UNKNOWN):
-        return  # not a decline: the invoice is held for staff (billing.invoice_held)
+    unknown = (event.data.get("error") or "").startswith(charges.OUTCOME_UNKNOWN)
     for number in _invoices_paid_by(event):
         invoice_id = Invoice.objects.filter(number=number).values_list("pk", flat=True).first()
-        if invoice_id is not None:
+        if invoice_id is not None and unknown:  # not a decline: held for staff
+            services.invoice_held(invoice_id=invoice_id, error=event.data.get("error") or "")
+        elif invoice_id is not None:
             services.invoice_attempt_failed(
                 invoice_id=invoice_id,
                 payment_id=event.data["payment_id"],

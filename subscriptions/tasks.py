@@ -25,21 +25,26 @@ def renew_batch(subscription_ids: list[int]) -> int:
 
 
 @shared_task(name="subscriptions.invoice_charge", acks_late=True, bind=True, max_retries=4)
-def invoice_charge(self, invoice_id: int, force: bool = False, attempt: int | None = None) -> str:
+def invoice_charge(
+    self, invoice_id: int, force: bool = False, attempt: int | None = None, release_hold: bool = False
+) -> str:
     """One attempt at an invoice (`attempt`: the failed attempts it was sent after, so that a
     redelivered task does not charge again ahead of dunning). A gateway that cannot be reached
     is asked again with the same idempotency key (never a second charge); when it stays out of
     reach, the same charge is sent again half an hour later, not counted as a decline."""
     try:
         return services.invoice_charge(
-            invoice_id=invoice_id, force=force or self.request.retries > 0, attempt=attempt
+            invoice_id=invoice_id,
+            force=force or self.request.retries > 0,
+            attempt=attempt,
+            release_hold=release_hold,
         )
     except GatewayUnreachable as exc:
         if self.request.retries >= self.max_retries:
             services.invoice_charge_postponed(invoice_id=invoice_id, error=str(exc))
             return "postponed"
         countdown = random.uniform(5, min(600, 10 * 2 ** (self.request.retries + 1)))  # noqa: S311 - jitter
-        kwargs = {"invoice_id": invoice_id, "force": True, "attempt": attempt}
+        kwargs = {"invoice_id": invoice_id, "force": True, "attempt": attempt, "release_hold": release_hold}
         raise self.retry(exc=exc, countdown=countdown, kwargs=kwargs) from exc
 
 

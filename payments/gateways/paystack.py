@@ -202,8 +202,10 @@ class PaystackGateway(PaymentGateway):
         return CheckoutSession(reference=data["reference"], redirect_url=data["authorization_url"], raw=data)
 
     def verify(self, reference: str) -> PaymentState:
-        data = self._call("GET", f"/transaction/verify/{quote(reference, safe='')}", retry_safe=True)
-        return self._state(data, reference)
+        return self._state(self._transaction(reference), reference)
+
+    def _transaction(self, reference: str) -> dict[str, Any]:
+        return self._call("GET", f"/transaction/verify/{quote(reference, safe='')}", retry_safe=True)
 
     def charge_saved(self, request: SavedChargeRequest) -> PaymentState:
         reference = paystack_reference(request.idempotency_key)
@@ -315,7 +317,7 @@ class PaystackGateway(PaymentGateway):
     ) -> PaymentState:
         """The state of the charge an earlier try with this reference made (its answer was lost)."""
         try:
-            state = self.verify(reference)
+            data = self._transaction(reference)
         except GatewayError as exc:
             if exc.transient or exc.status != 404:
                 raise
@@ -327,7 +329,8 @@ class PaystackGateway(PaymentGateway):
                 code="charge_in_flight",
                 status=exc.status,
             ) from exc
-        authorization = state.raw.get("authorization")
+        state = self._state(data, reference)
+        authorization = data.get("authorization")  # not in state.raw: the ledger never keeps it
         code = authorization.get("authorization_code") if isinstance(authorization, dict) else None
         other_card = bool(code) and code != request.method.token
         other_amount = state.amount != request.amount or state.currency != request.currency

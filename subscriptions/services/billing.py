@@ -125,7 +125,7 @@ def _period_paid(subscription: Subscription, invoice: Invoice) -> None:
 
 # --- Charging and dunning -------------------------------------------------------------------
 def _claim_attempt(
-    invoice_id: int, now: datetime, *, force: bool, attempt: int | None
+    invoice_id: int, now: datetime, *, force: bool, attempt: int | None, release_hold: bool = False
 ) -> tuple[Invoice, Subscription] | None:
     """Lock an open invoice of a live subscription that is due (or forced) and lease its
     attempt; None if there is nothing to do.
@@ -140,6 +140,8 @@ def _claim_attempt(
             return None
         if attempt is not None and invoice.attempts != attempt:
             return None
+        if invoice.held_at is not None and not release_hold:
+            return None  # held for staff: only their retry (which releases it) charges it
         if not force and (invoice.next_attempt_at is None or invoice.next_attempt_at > now):
             return None
         renewal = (
@@ -150,13 +152,18 @@ def _claim_attempt(
             # Cancelled or skipped after the renewal opened the invoice: it is not charged.
             renewal_withdrawn(subscription, invoice)
             return None
-        invoice.next_attempt_at = now + ATTEMPT_LEASE
-        invoice.save(update_fields=["next_attempt_at", "updated_at"])
+        invoice.next_attempt_at, invoice.held_at = now + ATTEMPT_LEASE, None
+        invoice.save(update_fields=["next_attempt_at", "held_at", "updated_at"])
     return invoice, subscription
 
 
 def invoice_charge(
-    *, invoice_id: int, now: datetime | None = None, force: bool = False, attempt: int | None = None
+    *,
+    invoice_id: int,
+    now: datetime | None = None,
+    force: bool = False,
+    attempt: int | None = None,
+    release_hold: bool = False,
 ) -> str:
     """One attempt to collect an open invoice; what happened: "charged", "pending", "failed",
     "link" (no saved method: a payment link), or "skipped" (not due, paid, or not live).
@@ -165,7 +172,7 @@ def invoice_charge(
     the same payment is charged again with the same idempotency key.
     """
     now = now or timezone.now()
-    claimed = _claim_attempt(invoice_id, now, force=force, attempt=attempt)
+    claimed = _claim_attempt(invoice_id, now, force=force, attempt=attempt, release_hold=release_hold)
     if claimed is None:
         return "skipped"
     invoice, subscription = claimed
@@ -195,7 +202,11 @@ def invoice_charge(
         return "held"
     if payment.status == payment.Status.FAILED:
         invoice_attempt_failed(
-            invoice_id=invoice.pk, payment_id=payment.public_id, error=payment.last_error, now=now
+            invoice_id=invoice.pk,
+            payment_id=payment.public_id,
+            error=payment.last_error,
+            now=now,
+            payment_url=_payment_link(invoice),  # the customer may pay another way
         )
         return "failed"
     return "charged" if payment.status == payment.Status.SUCCEEDED else "pending"
@@ -229,11 +240,13 @@ def invoice_attempt_failed(
         subscription, invoice = lock_invoice(pk=invoice_id)
         if invoice.status != Invoice.Status.OPEN or (payment_id and payment_id in invoice.failed_payments):
             return
+        if invoice.held_at is not None:
+            return  # held for staff: its dunning waits for them
         schedule = settings.SUBSCRIPTION_DUNNING_DAYS
         invoice.attempts += 1
         invoice.first_failed_at = invoice.first_failed_at or now
         invoice.last_error = error[:2000]
-        invoice.payment_url = payment_url
+        invoice.payment_url = payment_url or invoice.payment_url  # "": none could be opened now
         if payment_id:
             invoice.failed_payments = [*invoice.failed_payments, payment_id]
         final = invoice.attempts > len(schedule)
@@ -279,8 +292,8 @@ def invoice_held(*, invoice_id: int, error: str) -> None:
         _, invoice = lock_invoice(pk=invoice_id)
         if invoice.status != Invoice.Status.OPEN:
             return
-        invoice.next_attempt_at, invoice.last_error = None, error[:2000]
-        invoice.save(update_fields=["next_attempt_at", "last_error", "updated_at"])
+        invoice.next_attempt_at, invoice.held_at, invoice.last_error = None, timezone.now(), error[:2000]
+        invoice.save(update_fields=["next_attempt_at", "held_at", "last_error", "updated_at"])
     logger.warning("renewal charge held for staff", extra={"invoice": invoice.number, "error": error})
 
 
@@ -291,7 +304,7 @@ def invoice_charge_postponed(*, invoice_id: int, error: str, now: datetime | Non
     now = now or timezone.now()
     with transaction.atomic():
         _, invoice = lock_invoice(pk=invoice_id)
-        if invoice.status != Invoice.Status.OPEN:
+        if invoice.status != Invoice.Status.OPEN or invoice.held_at is not None:
             return
         invoice.next_attempt_at, invoice.last_error = (
             now + OUTAGE_RETRY,

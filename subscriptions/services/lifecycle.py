@@ -75,23 +75,27 @@ def subscription_create(
             code=code,
             extra={"age_months": age, "fields": {"child": [code.replace("_", " ")]}},
         )
+    already = BusinessRuleViolation(
+        f"{child.name} already has a subscription to {plan.name}.",
+        code="already_subscribed",
+        extra={"fields": {"plan": ["already subscribed"]}},
+    )
+    if (
+        Subscription.objects.filter(child=child, plan=plan)
+        .exclude(status=Subscription.Status.CANCELLED)
+        .exists()
+    ):
+        raise already
     try:
         with transaction.atomic():
-            if (
-                Subscription.objects.filter(child=child, plan=plan)
-                .exclude(status=Subscription.Status.CANCELLED)
-                .exists()
-            ):
-                raise IntegrityError(ONE_LIVE)
             subscription = Subscription.objects.create(customer_id=customer_id, child=child, plan=plan)
             events.publish("subscription.created", subscription_data(subscription))
             invoice_open(subscription, period_start=now)
-    except IntegrityError as exc:  # checked first; the constraint settles a race (any database)
-        raise BusinessRuleViolation(
-            f"{child.name} already has a subscription to {plan.name}.",
-            code="already_subscribed",
-            extra={"fields": {"plan": ["already subscribed"]}},
-        ) from exc
+    except IntegrityError as exc:  # a concurrent twin: the constraint settles the race
+        # PostgreSQL's message names the constraint, SQLite's its columns.
+        if ONE_LIVE not in str(exc) and "subscriptions_subscription.child_id" not in str(exc):
+            raise
+        raise already from exc
     return subscription
 
 
@@ -189,7 +193,7 @@ def subscription_resume(*, subscription_id: int, now: datetime | None = None) ->
             invoice_move(invoice, Invoice.Status.VOID)
             policy.item_payments_close(purpose=PURPOSE, item_id=invoice.number)
         owed = subscription.invoices.filter(status=Invoice.Status.OPEN)
-        owed.update(next_attempt_at=now, updated_at=now)
+        owed.filter(held_at__isnull=True).update(next_attempt_at=now, updated_at=now)  # held: staff's
         end = subscription.current_period_end
         subscription.next_renewal_at = None if owed.exists() else max(end, now) if end else now
         subscription.paused_at = None

@@ -65,8 +65,9 @@ def renewals_dispatch(*, now: datetime | None = None, batch: int | None = None) 
         current_app.send_task(RENEW_TASK, args=[ids])
         subscriptions += len(ids)
     for ids in due_invoices(now, batch):
-        for pk in ids:
-            current_app.send_task(CHARGE_TASK, args=[pk])
+        # Each attempt carries the number of failed attempts it follows (see billing._claim_attempt).
+        for pk, attempts in Invoice.objects.filter(pk__in=ids).values_list("pk", "attempts"):
+            current_app.send_task(CHARGE_TASK, args=[pk], kwargs={"attempt": attempts})
         invoices += len(ids)
     return subscriptions, invoices
 

@@ -320,3 +320,20 @@ def test_forget_with_a_wrong_secret_key_raises(fake, gateway):
         wrong.method_forget(method)
     assert raised.value.status == 401
     assert fake.authorizations[method.token]["active"] is True
+
+
+def test_a_key_spent_on_another_card_with_the_same_amount_is_refused(fake, gateway):
+    card_a, card_b = saved(fake, gateway), saved(fake, gateway)
+    assert card_a.token != card_b.token
+    first = gateway.charge_saved(renewal(card_a, "2500.00", key="pay_renew1:charge:1"))
+    assert first.status == Status.SUCCEEDED
+    with pytest.raises(GatewayError) as raised:  # the reference is card A's charge, not card B's
+        gateway.charge_saved(renewal(card_b, "2500.00", key="pay_renew1:charge:1"))
+    assert raised.value.code == "duplicate_reference"
+
+
+def test_the_ledger_copy_of_a_verified_payment_holds_no_authorization(fake, gateway):
+    card = saved(fake, gateway)
+    state = gateway.charge_saved(renewal(card, "2500.00", key="pay_renew2:charge"))
+    assert "authorization" not in gateway.verify(state.reference).raw
+    assert card.token not in str(gateway.verify(state.reference).raw)

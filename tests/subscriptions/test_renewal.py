@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from core.events import Event
 from core.models import OutboxEvent
-from payments import policy
+from payments import policy, reconciliation
 from payments import services as services_payments
 from payments.errors import GatewayUnreachable
 from payments.methods import method_for_charge
@@ -333,3 +333,66 @@ def test_the_card_used_last_is_charged_before_one_never_used(active):
     fresh = SavedPaymentMethod.objects.create(customer=active.customer, gateway="sandbox", token="sbxm_new")
     assert method_for_charge(active.customer_id) == used
     assert fresh.last_used_at is None
+
+
+def _held(active):
+    """An invoice whose renewal charge was lost in an outage and is now held for staff."""
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.UNAVAILABLE)
+    start = active.current_period_end
+    invoice = renew(active, start)
+    with pytest.raises(GatewayUnreachable):
+        services.invoice_charge(invoice_id=invoice.pk, now=start, force=True, attempt=0)
+    payment = payment_of(invoice)
+    Payment.objects.filter(pk=payment.pk).update(created_at=timezone.now() - DAY)
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start, force=True, attempt=0) == "held"
+    return invoice, start, payment
+
+
+def test_a_held_invoice_stays_held_through_pause_resume_and_redelivery_until_staff_retry(active):
+    invoice, start, lost = _held(active)
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.APPROVE)
+    services.subscription_pause(subscription_id=active.pk)
+    services.subscription_resume(subscription_id=active.pk, now=start + DAY)
+    assert Invoice.objects.get(pk=invoice.pk).next_attempt_at is None  # not re-armed
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start + DAY, force=True, attempt=0) == "skipped"
+    assert services.renewals_dispatch(now=start + 2 * DAY) == (0, 0)
+    assert payment_of(invoice).pk == lost.pk  # no second key
+
+    # Staff looked it up at the gateway (nothing was charged) and retry it from the admin.
+    outcome = services.invoice_charge(
+        invoice_id=invoice.pk, now=start + DAY, force=True, attempt=0, release_hold=True
+    )
+    assert outcome == "charged" and Invoice.objects.get(pk=invoice.pk).held_at is None
+
+
+def test_an_overdue_payment_whose_charge_may_have_been_sent_is_not_expired_but_held(active):
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.UNAVAILABLE)
+    start = active.current_period_end
+    invoice = renew(active, start)
+    with pytest.raises(GatewayUnreachable):
+        services.invoice_charge(invoice_id=invoice.pk, now=start, force=True, attempt=0)
+    services.invoice_charge_postponed(invoice_id=invoice.pk, error="503", now=start)
+    sent = payment_of(invoice)
+    Payment.objects.filter(pk=sent.pk).update(deadline=timezone.now() - timedelta(minutes=1))
+
+    assert reconciliation.payments_expire_overdue() == 0  # not expired: failed as unknown, flagged
+    sent.refresh_from_db()
+    assert sent.status == "failed" and sent.last_error.startswith("the charge's outcome is unknown")
+    failed = OutboxEvent.objects.get(type="payment.failed", aggregate_id=sent.public_id)
+    subscriptions_on_payment_failed(Event.from_envelope(failed.envelope))
+    invoice.refresh_from_db()
+    assert invoice.held_at is not None and invoice.attempts == 0
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.APPROVE)
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start + DAY) == "skipped"
+
+
+def test_the_dispatchers_attempt_number_keeps_a_retry_from_charging_ahead_of_dunning(active):
+    SandboxMethod.objects.update(behaviour=SandboxMethod.Behaviour.DECLINE)
+    start = active.current_period_end
+    invoice = renew(active, start)
+    assert services.invoice_charge(invoice_id=invoice.pk, now=start, force=True, attempt=0) == "failed"
+    due = start + DAY
+    assert services.invoice_charge(invoice_id=invoice.pk, now=due, attempt=1) == "failed"
+    # That task's retry (forced, attempt 1) after the decline was counted: nothing more.
+    assert services.invoice_charge(invoice_id=invoice.pk, now=due, force=True, attempt=1) == "skipped"
+    assert Invoice.objects.get(pk=invoice.pk).attempts == 2
