@@ -4,7 +4,6 @@ No side effects in save(): bookings.services changes status along bookings.trans
 writes the audit trail and publishes booking.* events in the same transaction.
 """
 
-import secrets
 import zoneinfo
 from datetime import time
 
@@ -14,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 
 from bookings.constraints import PostgresExclusionConstraint, TsTzRange
+from core.ids import public_id
 from core.money import CURRENCY_EXPONENTS, MoneyError, quantize
 
 SLOT_MINUTES = 15
@@ -21,7 +21,7 @@ MIDNIGHT = time(0, 0)
 
 
 def booking_public_id() -> str:
-    return f"bkg_{secrets.token_urlsafe(12).replace('-', 'x').replace('_', 'y')}"
+    return public_id("bkg")
 
 
 def validate_timezone(value: str) -> None:

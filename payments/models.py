@@ -9,27 +9,23 @@ No side effects in save(): payments.services changes status along payments.trans
 publishes payment.* events in the same transaction.
 """
 
-import secrets
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-
-def _public_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(12).replace('-', 'x').replace('_', 'y')}"
+from core.ids import public_id
 
 
 def payment_public_id() -> str:
-    return _public_id("pay")
+    return public_id("pay")
 
 
 def refund_public_id() -> str:
-    return _public_id("ref")
+    return public_id("ref")
 
 
 def method_public_id() -> str:
-    return _public_id("spm")
+    return public_id("spm")
 
 
 class Payment(models.Model):

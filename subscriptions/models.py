@@ -19,19 +19,16 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from core.ids import public_id
 from orders.models import CURRENCIES, ORDER_NUMBER_ALPHABET
 
 
-def _public_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(12).replace('-', 'x').replace('_', 'y')}"
-
-
 def subscription_public_id() -> str:
-    return _public_id("sub")
+    return public_id("sub")
 
 
 def toybox_public_id() -> str:
-    return _public_id("box")
+    return public_id("box")
 
 
 def invoice_number_new() -> str:
