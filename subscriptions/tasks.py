@@ -13,10 +13,15 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="subscriptions.renew_due", acks_late=True, acks_on_failure_or_timeout=True)
 def renew_due() -> None:
-    """Beat: send the renewal of every due subscription and every invoice's next attempt."""
+    """Beat: send the renewal of every due subscription and every invoice's next attempt, and
+    cancel subscriptions never paid within SUBSCRIPTION_UNPAID_DAYS."""
     subscriptions, invoices = services.renewals_dispatch()
-    if subscriptions or invoices:
-        logger.info("renewals dispatched", extra={"subscriptions": subscriptions, "invoices": invoices})
+    unpaid = services.subscriptions_expire_unpaid()
+    if subscriptions or invoices or unpaid:
+        logger.info(
+            "renewals dispatched",
+            extra={"subscriptions": subscriptions, "invoices": invoices, "unpaid_cancelled": unpaid},
+        )
 
 
 @shared_task(name="subscriptions.renew_batch", acks_late=True)

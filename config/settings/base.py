@@ -377,3 +377,4 @@ if SUBSCRIPTION_DUNNING_FINAL not in ("pause", "cancel"):
     raise ImproperlyConfigured("SUBSCRIPTION_DUNNING_FINAL must be pause or cancel")
 SUBSCRIPTION_RENEWAL_BATCH = env.int("SUBSCRIPTION_RENEWAL_BATCH", default=500)  # due ones read at a time
 SUBSCRIPTION_RENEWAL_EVERY_SECONDS = env.int("SUBSCRIPTION_RENEWAL_EVERY_SECONDS", default=600)
+SUBSCRIPTION_UNPAID_DAYS = env.int("SUBSCRIPTION_UNPAID_DAYS", default=7)  # never paid: cancelled after

@@ -18,6 +18,7 @@ from subscriptions.services.lifecycle import (
     subscription_pause,
     subscription_resume,
     subscription_skip,
+    subscriptions_expire_unpaid,
 )
 from subscriptions.services.renewals import renewals_dispatch, subscription_renew, subscriptions_renew
 from subscriptions.services.toyboxes import (
@@ -45,6 +46,7 @@ __all__ = [
     "subscription_renew",
     "subscription_resume",
     "subscription_skip",
+    "subscriptions_expire_unpaid",
     "subscriptions_renew",
     "toybox_build",
     "toybox_deliver",

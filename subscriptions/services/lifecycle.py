@@ -1,7 +1,8 @@
 """A subscription's life as the customer or staff change it: create, cancel, pause, resume, skip."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -254,3 +255,29 @@ def renewal_withdrawn(subscription: Subscription, invoice: Invoice) -> None:
         fields=("current_period_start", "current_period_end", "next_renewal_at", "skip_next"),
     )
     events.publish("subscription.renewed", subscription_data(subscription, skipped=True))
+
+
+def subscriptions_expire_unpaid(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Cancel subscriptions whose first invoice was not paid within SUBSCRIPTION_UNPAID_DAYS
+    (subscription.cancelled, reason "unpaid"; the invoice void, its payments closed); a
+    payment already succeeded for it is left to arrive (it activates the subscription)."""
+    before = (now or timezone.now()) - timedelta(days=settings.SUBSCRIPTION_UNPAID_DAYS)
+    ids = list(
+        Subscription.objects.filter(status=Subscription.Status.PENDING_PAYMENT, created_at__lt=before)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    cancelled = 0
+    for subscription_id in ids:
+        with transaction.atomic():
+            subscription = lock_subscription(subscription_id)
+            if subscription.status != Subscription.Status.PENDING_PAYMENT:
+                continue
+            numbers = subscription.invoices.filter(status=Invoice.Status.OPEN).values_list(
+                "number", flat=True
+            )
+            if any(policy.item_payment_received(purpose=PURPOSE, item_id=n) for n in numbers):
+                continue
+            subscription_end(subscription, reason="unpaid")
+            cancelled += 1
+    return cancelled

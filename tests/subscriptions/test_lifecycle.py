@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from subscriptions import services
 from subscriptions.models import Child, Invoice, Subscription
 from tests.factories import StaffFactory, UserFactory
 from tests.subscriptions.factories import ChildFactory, PlanFactory, born_months_ago
@@ -189,3 +190,14 @@ def test_each_action_answers_only_post():
     subscription_id = subscribe(client, child, PlanFactory()).json()["id"]
     for action in ("cancel", "pause", "resume", "skip"):
         assert client.get(f"/api/subscriptions/{subscription_id}/{action}").status_code == 405
+
+
+def test_a_subscription_never_paid_is_cancelled_after_a_week(settings):
+    child = ChildFactory()
+    subscription_id = subscribe(client_for(child.customer), child, PlanFactory()).json()["id"]
+    subscription = Subscription.objects.get(public_id=subscription_id)
+    assert services.subscriptions_expire_unpaid(now=timezone.now() + timedelta(days=6)) == 0
+    assert services.subscriptions_expire_unpaid(now=timezone.now() + timedelta(days=8)) == 1
+    subscription.refresh_from_db()
+    assert subscription.status == "cancelled" and subscription.status_note == "unpaid"
+    assert Invoice.objects.get().status == "void"
