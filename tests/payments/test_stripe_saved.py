@@ -1,7 +1,6 @@
 """StripeGateway's saved methods against FakeStripe: a card saved by the first Checkout Session,
 renewals charged off-session (declines, retries after 5xx and timeouts), detaching."""
 
-import time
 from decimal import Decimal
 
 import pytest
@@ -15,6 +14,7 @@ from payments.gateways.base import (
     Status,
 )
 from payments.gateways.stripe import StripeGateway
+from tests.conftest import wait_for
 from tests.payments.fakes.stripe import FakeStripe
 
 
@@ -326,11 +326,15 @@ def test_a_retry_while_the_charge_is_still_running_is_a_transient_409(fake):
     assert timed_out.value.transient is True
     assert (in_flight.value.transient, in_flight.value.status) == (True, 409)
 
-    deadline = time.monotonic() + 5
-    while not fake.intents_for("pay_renew_1") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.2)  # the answer is kept for the key once the charge is made
-    state = gateway.charge_saved(renewal(method))
+    def answered():  # 409 while the first request still holds the key, then its kept answer
+        try:
+            return gateway.charge_saved(renewal(method))
+        except GatewayError as exc:
+            if exc.status != 409:
+                raise
+            return None
+
+    state = wait_for(answered, timeout=5, interval=0.1, what="the first charge's answer under its key")
 
     assert state.status == Status.SUCCEEDED
     assert len(fake.intents_for("pay_renew_1")) == 1
