@@ -165,8 +165,10 @@ def invoice_charge(
     attempt: int | None = None,
     release_hold: bool = False,
 ) -> str:
-    """One attempt to collect an open invoice; what happened: "charged", "pending", "failed",
-    "link" (no saved method: a payment link), or "skipped" (not due, paid, or not live).
+    """One attempt to collect an open invoice; what happened: "charged", "pending", "failed"
+    (declined: dunning goes on, with a payment link), "link" (no saved method: a payment link),
+    "held" (the outcome of an earlier charge is unknown: held for staff), or "skipped" (not
+    due, held, paid, withdrawn, or not live).
 
     Raises GatewayUnreachable when the gateway could not be reached: the caller retries, and
     the same payment is charged again with the same idempotency key.
