@@ -57,6 +57,23 @@ def method_save(charge: SandboxCharge) -> SandboxMethod:
     )
 
 
+def _charge_once(request: CheckoutRequest | SavedChargeRequest, **fields) -> SandboxCharge:
+    """The charge of this idempotency key: made now, or the one a retried call made before."""
+    try:
+        with transaction.atomic():
+            return SandboxCharge.objects.create(
+                reference=f"sbx_{secrets.token_hex(10)}",
+                idempotency_key=request.idempotency_key,
+                payment_public_id=request.payment_id,
+                amount=quantize(request.amount, request.currency),
+                currency=request.currency,
+                description=request.description[:255],
+                **fields,
+            )
+    except IntegrityError:  # the same key again, or concurrently
+        return SandboxCharge.objects.get(idempotency_key=request.idempotency_key)
+
+
 def _saved(method: SandboxMethod) -> SavedMethod:
     return SavedMethod(
         token=method.token,
@@ -77,21 +94,12 @@ class SandboxGateway(PaymentGateway):
         return hashlib.sha256(f"sandbox-webhooks:{secret}".encode()).hexdigest()
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
-        try:
-            with transaction.atomic():
-                charge = SandboxCharge.objects.create(
-                    reference=f"sbx_{secrets.token_hex(10)}",
-                    idempotency_key=request.idempotency_key,
-                    payment_public_id=request.payment_id,
-                    amount=quantize(request.amount, request.currency),
-                    currency=request.currency,
-                    description=request.description[:255],
-                    return_url=request.return_url,
-                    save_method=request.save_method,
-                    customer_key=request.customer_key[:100],
-                )
-        except IntegrityError:
-            charge = SandboxCharge.objects.get(idempotency_key=request.idempotency_key)  # a retried call
+        charge = _charge_once(
+            request,
+            return_url=request.return_url,
+            save_method=request.save_method,
+            customer_key=request.customer_key[:100],
+        )
         url = settings.SITE_URL.rstrip("/") + reverse("sandbox-pay", args=[charge.reference])
         return CheckoutSession(
             reference=charge.reference, redirect_url=url, raw={"reference": charge.reference}
@@ -140,22 +148,13 @@ class SandboxGateway(PaymentGateway):
         if method.behaviour == SandboxMethod.Behaviour.UNAVAILABLE:
             raise GatewayError("sandbox: 503 service unavailable", transient=True, status=503)
         declined = method.behaviour == SandboxMethod.Behaviour.DECLINE
-        try:
-            with transaction.atomic():
-                charge = SandboxCharge.objects.create(
-                    reference=f"sbx_{secrets.token_hex(10)}",
-                    idempotency_key=request.idempotency_key,
-                    payment_public_id=request.payment_id,
-                    amount=quantize(request.amount, request.currency),
-                    currency=request.currency,
-                    description=request.description[:255],
-                    customer_key=method.customer_key,
-                    method=method,
-                    status=SandboxCharge.Status.FAILED if declined else SandboxCharge.Status.SUCCEEDED,
-                    decline_reason="Insufficient funds (sandbox card set to decline)" if declined else "",
-                )
-        except IntegrityError:  # the same key, concurrently
-            charge = SandboxCharge.objects.get(idempotency_key=request.idempotency_key)
+        charge = _charge_once(
+            request,
+            customer_key=method.customer_key,
+            method=method,
+            status=SandboxCharge.Status.FAILED if declined else SandboxCharge.Status.SUCCEEDED,
+            decline_reason="Insufficient funds (sandbox card set to decline)" if declined else "",
+        )
         return self._state(charge)
 
     def method_forget(self, method: SavedMethod) -> None:
