@@ -15,24 +15,13 @@ from payments.gateways.base import (
     WebhookNotice,
 )
 from payments.gateways.stripe import StripeGateway
-from tests.payments.fakes.stripe import FakeStripe
+from tests.payments.fakes.stripe import FakeStripe, gateway_for
 
 
 @pytest.fixture
 def fake():
     with FakeStripe() as fake:
         yield fake
-
-
-def gateway_for(fake: FakeStripe, **config) -> StripeGateway:
-    return StripeGateway(
-        {
-            "secret_key": fake.secret,
-            "webhook_secret": fake.webhook_secret,
-            "base_url": fake.base_url,
-            **config,
-        }
-    )
 
 
 @pytest.fixture

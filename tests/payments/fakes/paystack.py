@@ -67,18 +67,27 @@ class FakePaystack(FakeProvider):
 
     # --- the API ----------------------------------------------------------------------------
 
-    @route("POST", r"^/transaction/initialize$")
-    def initialize(self, request: FakeRequest):
+    def _new_transaction(self, request: FakeRequest, *, no_email: str):
+        """What Paystack checks of a request that starts a transaction: the request's body (with
+        the reference it will have as `_reference`), or the refusal to answer with."""
         if refusal := self._unauthorized(request):
             return refusal
-        body = request.json or {}
+        body = dict(request.json or {})
         if not body.get("email"):
-            return _refused("Email is not allowed to be empty")
+            return _refused(no_email)
         if not _is_subunits(body.get("amount")):
             return _refused("Invalid Amount Sent")
-        reference = body.get("reference") or secrets.token_hex(8)
-        if not REFERENCE.match(reference):
+        body["_reference"] = body.get("reference") or secrets.token_hex(8)
+        if not REFERENCE.match(body["_reference"]):
             return _refused("Invalid character in transaction reference")
+        return body
+
+    @route("POST", r"^/transaction/initialize$")
+    def initialize(self, request: FakeRequest):
+        checked = self._new_transaction(request, no_email="Email is not allowed to be empty")
+        if not isinstance(checked, dict):
+            return checked  # refused
+        body, reference = checked, checked["_reference"]
         with self._state:
             if reference in self.transactions:
                 return _refused("Duplicate Transaction Reference")
@@ -154,16 +163,10 @@ class FakePaystack(FakeProvider):
 
     @route("POST", r"^/transaction/charge_authorization$")
     def charge_authorization(self, request: FakeRequest):
-        if refusal := self._unauthorized(request):
-            return refusal
-        body = request.json or {}
-        if not body.get("email"):
-            return _refused("Email address is required to create charge")
-        if not _is_subunits(body.get("amount")):
-            return _refused("Invalid Amount Sent")
-        reference = body.get("reference") or secrets.token_hex(8)
-        if not REFERENCE.match(reference):
-            return _refused("Invalid character in transaction reference")
+        checked = self._new_transaction(request, no_email="Email address is required to create charge")
+        if not isinstance(checked, dict):
+            return checked  # refused
+        body, reference = checked, checked["_reference"]
         with self._state:
             if reference in self.transactions:
                 return _refused("Duplicate Transaction Reference")

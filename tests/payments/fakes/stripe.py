@@ -646,3 +646,17 @@ class FakeStripe(FakeProvider):
         }
         self.refunds[refund["id"]] = refund
         return 200, refund
+
+
+def gateway_for(fake: FakeStripe, **config: Any):
+    """The project's StripeGateway talking to this fake (config: timeout, retries...)."""
+    from payments.gateways.stripe import StripeGateway
+
+    return StripeGateway(
+        {
+            "secret_key": fake.secret,
+            "webhook_secret": fake.webhook_secret,
+            "base_url": fake.base_url,
+            **config,
+        }
+    )
