@@ -275,6 +275,8 @@ class Booking(models.Model):
     payment_error = models.TextField(blank=True)
     hold_expires_at = models.DateTimeField(null=True, blank=True)
     reminder_sent_at = models.DateTimeField(null=True, blank=True)
+    # The window (hours before the start, BOOKING_REMINDER_HOURS) of the last reminder sent.
+    reminder_hours = models.PositiveSmallIntegerField(null=True, blank=True)
     # Set when money and slot disagree (paid after the slot was given away...): staff look.
     needs_attention = models.BooleanField(default=False)
     attention_note = models.TextField(blank=True)

@@ -19,8 +19,10 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework import exceptions, status
+from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.drf import RequestTooLarge, too_large_message
@@ -142,3 +144,28 @@ class SwaggerView(_JSONErrors, SpectacularSwaggerView):
 
 class RedocView(_JSONErrors, SpectacularRedocView):
     template_name = "core/redoc.html"  # no web fonts from another site
+
+
+class MachineWebhookView(APIView):
+    """Base of the endpoints providers post to (payment gateways, Twilio, Telegram).
+
+    A provider is a machine posting a body it authenticates in its own way (a signature, a
+    secret header), so none of DRF's request handling applies (content negotiation, parsers,
+    authentication, permissions, throttles): `dispatch` goes straight to `post` with Django's
+    request, which also saves CPU on the busiest endpoints. DRF still documents it. Errors
+    keep the API's shape: any method but POST is a 405 with an Allow header, an
+    ApplicationError its status with {"code", "message", "extra"}.
+    """
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes: list = []
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method != "POST":
+            refused = ApplicationError(f'Method "{request.method}" not allowed.', code="method_not_allowed")
+            return JsonResponse(refused.body, status=405, headers={"Allow": "POST"})
+        try:
+            return self.post(request, *args, **kwargs)
+        except ApplicationError as exc:
+            return JsonResponse(exc.body, status=exc.status_code)

@@ -24,3 +24,11 @@ class MoneyField(serializers.Field):
     def to_representation(self, value) -> str:
         amount, currency = value
         return str(quantize(amount, currency))
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$", "example": "09:00:00"}
+)
+class WallTimeField(serializers.TimeField):
+    """A local wall-clock time, "HH:MM:SS" without a UTC offset (so not OpenAPI's `time` format,
+    RFC 3339's full-time, which has one)."""

@@ -117,7 +117,7 @@ def cart_item_set(*, customer_id: int, item_id: int, quantity: int) -> CartItem 
 # --- Checkout and payment -------------------------------------------------------------------
 
 
-def _event(order: Order, **extra: Any) -> dict[str, Any]:
+def order_event_data(order: Order, **extra: Any) -> dict[str, Any]:
     return {
         "order_id": order.number,
         "number": order.number,
@@ -191,7 +191,7 @@ def order_checkout(*, customer_id: int, gateway: str | None = None) -> Order:
         order.payment = _new_payment(order, gateway=gateway)
         order.save(update_fields=["payment", "updated_at"])
         _audit(order, actor=f"customer {customer_id}", to_status=order.status, note="checkout")
-        events.publish("order.created", _event(order, lines=len(items)))
+        events.publish("order.created", order_event_data(order, lines=len(items)))
         cart.items.all().delete()
     return order
 
@@ -247,7 +247,7 @@ def order_cancel(*, order_id: int, actor: str, reason: str = "") -> Order:
         _move(order, Order.Status.CANCELLED, actor=actor, note=reason)
         _release(order)
         _close_payment(order)
-        events.publish("order.cancelled", _event(order, reason=reason or "cancelled"))
+        events.publish("order.cancelled", order_event_data(order, reason=reason or "cancelled"))
     return order
 
 
@@ -262,7 +262,7 @@ def order_expire(*, order_id: int) -> Order:
         _move(order, Order.Status.EXPIRED, actor="beat", note="unpaid at the deadline")
         _release(order)
         _close_payment(order)
-        events.publish("order.expired", _event(order))
+        events.publish("order.expired", order_event_data(order))
     return order
 
 
@@ -292,7 +292,7 @@ def order_fulfil(*, order_id: int, actor: str) -> Order:
         if ORDER.is_repeat(order.status, Order.Status.FULFILLED):
             return order
         _move(order, Order.Status.FULFILLED, actor=actor)
-        events.publish("order.fulfilled", _event(order))
+        events.publish("order.fulfilled", order_event_data(order))
     return order
 
 
@@ -338,7 +338,7 @@ def order_payment_completed(*, order_number: str, payment_id: str) -> Order | No
             order.payment_error = ""
             _move(order, Order.Status.PAID, actor=actor, fields=("payment", "stock_state", "payment_error"))
             policy.completion_accept(completion)
-            events.publish("order.paid", _event(order))
+            events.publish("order.paid", order_event_data(order))
         elif order.status in (Order.Status.PAID, Order.Status.FULFILLED, Order.Status.REFUNDED):
             _refund_unwanted(order, completion, note="a second payment for an order already paid: refunded")
         else:  # cancelled or expired
@@ -419,7 +419,7 @@ def order_accept_late_payment(*, order_id: int, actor: str) -> Order:
             note="late payment accepted",
             fields=("stock_state", "needs_attention"),
         )
-        events.publish("order.paid", _event(order, late=True))
+        events.publish("order.paid", order_event_data(order, late=True))
     return order
 
 
@@ -517,5 +517,5 @@ def order_payment_refunded(*, order_number: str, payment_id: str, full: bool, am
             note=f"refunded {amount} {order.currency}",
             fields=fields,
         )
-        events.publish("order.refunded", _event(order, amount=amount))
+        events.publish("order.refunded", order_event_data(order, amount=amount))
     return order

@@ -25,3 +25,13 @@ def allocation_of(payment: Payment, item_id: str) -> int:
             extra={"fields": {"item_id": ["not paid by this payment"]}},
         )
     return allocation_id
+
+
+def payments_with_allocations() -> QuerySet[Payment]:
+    """Every payment with what it pays for, for another app to read (e.g. a template's preview)."""
+    return Payment.objects.prefetch_related("allocations")
+
+
+def payment_pk(public_id: str) -> int | None:
+    """The database id of a payment (for a link to its admin page), or None."""
+    return Payment.objects.filter(public_id=public_id).values_list("pk", flat=True).first()

@@ -52,7 +52,7 @@ def allocations_data(allocations: list[PaymentAllocation], currency: str) -> lis
     ]
 
 
-def _event_data(
+def payment_event_data(
     payment: Payment, allocations: list[PaymentAllocation] | None = None, **extra: Any
 ) -> dict[str, Any]:
     """payment.* data: what the payment pays for is in `allocations`; a one-item payment also
@@ -95,13 +95,16 @@ def _move(payment: Payment, target: str, *, fields: tuple[str, ...] = ()) -> Non
 
 
 def payment_flag(payment: Payment, reason: str) -> None:
-    """Put the payment on the staff's mismatch list, keeping what it was flagged for before."""
+    """Put the payment on the staff's mismatch list, keeping what it was flagged for before,
+    and tell staff (payment.flagged) once per reason."""
     if reason in payment.flagged_reason:
         return
     payment.flagged_reason = "\n".join(filter(None, [payment.flagged_reason, reason]))[:4000]
-    Payment.objects.filter(pk=payment.pk).update(
-        flagged_reason=payment.flagged_reason, updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        Payment.objects.filter(pk=payment.pk).update(
+            flagged_reason=payment.flagged_reason, updated_at=timezone.now()
+        )
+        events.publish("payment.flagged", payment_event_data(payment, reason=reason))
 
 
 def payment_create(
@@ -151,7 +154,7 @@ def payment_create(
             )
             for item, amount in zip(items, amounts, strict=True)
         )
-        events.publish("payment.created", _event_data(payment, allocations))
+        events.publish("payment.created", payment_event_data(payment, allocations))
     return payment
 
 
@@ -197,9 +200,7 @@ def payment_apply_state(*, payment_id: int, state: PaymentState, source: str, re
                 f"gateway reports {state.amount} {state.currency} paid, "
                 f"payment is for {payment.amount} {payment.currency}"
             )
-            if payment.flagged_reason != reason:
-                payment.flagged_reason = reason
-                payment.save(update_fields=["flagged_reason", "updated_at"])
+            payment_flag(payment, reason)
             return payment
         target = {
             Status.SUCCEEDED: Payment.Status.SUCCEEDED,
@@ -215,9 +216,10 @@ def payment_apply_state(*, payment_id: int, state: PaymentState, source: str, re
             Payment.Status.FAILED,
         )
         if late:
-            payment.flagged_reason = f"paid after it was {payment.status}"
+            reason = f"paid after it was {payment.status}"
             payment.status = Payment.Status.SUCCEEDED
-            payment.save(update_fields=["status", "flagged_reason", "updated_at"])
+            payment.save(update_fields=["status", "updated_at"])
+            payment_flag(payment, reason)
         elif not PAYMENT.allowed(payment.status, target):
             return payment  # e.g. a "pending" report about a payment that has moved on
         else:
@@ -230,7 +232,7 @@ def payment_apply_state(*, payment_id: int, state: PaymentState, source: str, re
             extra = {"late": True} if late else {}
             if target == Payment.Status.FAILED:
                 extra["error"] = state.error
-            events.publish(event, _event_data(payment, **extra))
+            events.publish(event, payment_event_data(payment, **extra))
     return payment
 
 
@@ -242,7 +244,7 @@ def payment_expire(*, payment_id: int) -> Payment:
             return payment  # expired already, or settled meanwhile (a webhook won the race)
         _move(payment, Payment.Status.EXPIRED)
         _ledger(payment, PaymentLedgerEntry.Source.STAFF, note="deadline passed")
-        events.publish("payment.cancelled", _event_data(payment, reason="expired"))
+        events.publish("payment.cancelled", payment_event_data(payment, reason="expired"))
     return payment
 
 
@@ -385,7 +387,7 @@ def refund_apply_result(*, refund_id: int, result: RefundResult | None, error: s
             note=f"refund {refund.public_id} succeeded",
             raw=result.raw,
         )
-        data = _event_data(
+        data = payment_event_data(
             payment, list(allocations.values()), payment_amount=quantize(payment.amount, payment.currency)
         )
         data |= {
@@ -505,7 +507,9 @@ def payment_checkout_refused(*, payment_id: int, error: str) -> Payment:
         payment.last_error = error[:2000]
         _move(payment, Payment.Status.CANCELLED, fields=("last_error",))
         _ledger(payment, PaymentLedgerEntry.Source.CHECKOUT, note=f"checkout refused: {payment.last_error}")
-        events.publish("payment.cancelled", _event_data(payment, reason="gateway_refused", error=error))
+        events.publish(
+            "payment.cancelled", payment_event_data(payment, reason="gateway_refused", error=error)
+        )
     return payment
 
 
@@ -557,9 +561,10 @@ def refund_execute(*, refund_id: int) -> Refund:
             return refund
         if refund.sent_at and not gateway.idempotent_refunds:
             # Asked once already (this is a redelivery or a retry): sending again could refund twice.
-            Payment.objects.filter(pk=payment.pk).update(
-                flagged_reason=f"refund {refund.public_id}: sent at {refund.sent_at:%Y-%m-%d %H:%M}, outcome "
-                f"unknown; check at {payment.gateway}"
+            payment_flag(
+                refund.payment,
+                f"refund {refund.public_id}: sent at {refund.sent_at:%Y-%m-%d %H:%M}, outcome "
+                f"unknown; check at {payment.gateway}",
             )
             return refund
         refund.sent_at = refund.sent_at or timezone.now()
@@ -579,8 +584,9 @@ def refund_execute(*, refund_id: int) -> Refund:
         Refund.objects.filter(pk=refund.pk).update(error=str(exc)[:2000], updated_at=timezone.now())
         if gateway.idempotent_refunds:
             raise
-        Payment.objects.filter(pk=payment.pk).update(
-            flagged_reason=f"refund {refund.public_id}: outcome unknown ({exc}); check at {payment.gateway}"
+        payment_flag(
+            Payment.objects.get(pk=payment.pk),
+            f"refund {refund.public_id}: outcome unknown ({exc}); check at {payment.gateway}",
         )
         return refund
     return refund_apply_result(refund_id=refund.pk, result=result)

@@ -11,7 +11,7 @@ from bookings.models import Booking, OpeningHours, Resource, Service
 from core.drf import utc_offset_problem
 from core.errors import BusinessRuleViolation
 from core.money import MoneyError, exponent
-from core.serializers import MoneyField
+from core.serializers import MoneyField, WallTimeField
 
 ID_LIMITS = {"min_value": 1, "max_value": 2**63 - 1}  # a bigint primary key
 
@@ -84,14 +84,6 @@ class WallOrAwareDateTimeField(serializers.Field):
 
     def to_representation(self, value) -> str:
         return value.isoformat()
-
-
-@extend_schema_field(
-    {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$", "example": "09:00:00"}
-)
-class WallTimeField(serializers.TimeField):
-    """A local wall-clock time, "HH:MM:SS" without a UTC offset (so not OpenAPI's `time` format,
-    RFC 3339's full-time, which has one)."""
 
 
 class OpeningHoursSerializer(serializers.ModelSerializer):

@@ -5,11 +5,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from bookings.models import Booking, BookingAudit
 from bookings.purposes import PURPOSE
-from bookings.services.common import _audit, _event_data, _lock
+from bookings.services.common import _audit, _lock, booking_event_data
 from bookings.transitions import BOOKING
 from core import events
 from payments import policy
@@ -29,7 +30,7 @@ def _expire(booking: Booking, *, reason: str) -> bool:
     _audit(
         booking, source=BookingAudit.Source.SYSTEM, from_status=Booking.Status.PENDING_PAYMENT, note=reason
     )
-    events.publish("booking.expired", _event_data(booking, reason=reason))
+    events.publish("booking.expired", booking_event_data(booking, reason=reason))
     return True
 
 
@@ -59,28 +60,36 @@ def booking_expire_holds(*, now: datetime | None = None, limit: int = 500) -> in
 
 
 def booking_send_reminders(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Publish booking.reminder once per confirmed booking starting within BOOKING_REMINDER_HOURS.
+    """Publish booking.reminder once per confirmed booking and window of BOOKING_REMINDER_HOURS.
 
-    reminder_sent_at is set in the transaction that publishes, under the row lock (SKIP
-    LOCKED: a concurrent pass takes other rows), so a booking is reminded exactly once.
+    A booking starting within H hours (and not within the next smaller window) that has had
+    no reminder for a window of H hours or less gets one with hours_before=H; a booking made
+    two hours before its start gets only the two-hour one. reminder_hours is set in the
+    transaction that publishes, under the row lock (SKIP LOCKED: a concurrent pass takes
+    other rows), so each window is reminded exactly once.
     """
     now = now or timezone.now()
+    windows = sorted(settings.BOOKING_REMINDER_HOURS)
+    sent = 0
     with transaction.atomic():
-        due = list(
-            Booking.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("resource", "payment")
-            .filter(
-                status=Booking.Status.CONFIRMED,
-                reminder_sent_at__isnull=True,
-                starts_at__gt=now,
-                starts_at__lte=now + timedelta(hours=settings.BOOKING_REMINDER_HOURS),
+        for index, hours in enumerate(windows):
+            smaller = windows[index - 1] if index else 0
+            due = list(
+                Booking.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("resource", "payment")
+                .filter(
+                    Q(reminder_hours__isnull=True) | Q(reminder_hours__gt=hours),
+                    status=Booking.Status.CONFIRMED,
+                    starts_at__gt=now + timedelta(hours=smaller),
+                    starts_at__lte=now + timedelta(hours=hours),
+                )
+                .order_by("starts_at")[: limit - sent]
             )
-            .order_by("starts_at")[:limit]
-        )
-        for booking in due:
-            booking.reminder_sent_at = now
-            booking.save(update_fields=["reminder_sent_at", "updated_at"])
-            events.publish(
-                "booking.reminder", _event_data(booking, hours_before=settings.BOOKING_REMINDER_HOURS)
-            )
-    return len(due)
+            for booking in due:
+                booking.reminder_sent_at, booking.reminder_hours = now, hours
+                booking.save(update_fields=["reminder_sent_at", "reminder_hours", "updated_at"])
+                events.publish("booking.reminder", booking_event_data(booking, hours_before=hours))
+            sent += len(due)
+            if sent >= limit:
+                break
+    return sent

@@ -34,7 +34,7 @@ def _money(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP)
 
 
-def _event_data(booking: Booking, **extra: Any) -> dict[str, Any]:
+def booking_event_data(booking: Booking, **extra: Any) -> dict[str, Any]:
     return {
         "booking_id": booking.public_id,
         "resource_id": booking.resource_id,

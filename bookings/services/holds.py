@@ -15,11 +15,11 @@ from bookings.services.beat import _expire
 from bookings.services.common import (
     SlotTaken,
     _audit,
-    _event_data,
     _invalid,
     _is_overlap_violation,
     _lock_resource,
     _money,
+    booking_event_data,
 )
 from core import events
 from core.errors import BusinessRuleViolation
@@ -191,7 +191,7 @@ def booking_hold(
             actor_id=customer_id,
             note=f"held until {booking.hold_expires_at:%Y-%m-%d %H:%M} UTC; {payment_kind} {due} {currency}",
         )
-        events.publish("booking.created", _event_data(booking, payment_kind=payment_kind))
+        events.publish("booking.created", booking_event_data(booking, payment_kind=payment_kind))
     return booking
 
 

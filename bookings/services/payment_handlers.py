@@ -9,7 +9,15 @@ from django.utils import timezone
 from bookings.models import Booking, BookingAudit
 from bookings.purposes import PURPOSE, UNPAID
 from bookings.services.beat import _expire
-from bookings.services.common import SlotTaken, _audit, _event_data, _flag, _lock, _money, _save_holding
+from bookings.services.common import (
+    SlotTaken,
+    _audit,
+    _flag,
+    _lock,
+    _money,
+    _save_holding,
+    booking_event_data,
+)
 from bookings.services.staff import _close_open_payment
 from bookings.transitions import PAYMENT_STATUS
 from core import events
@@ -135,7 +143,7 @@ def booking_apply_payment_completed(
             note=note.rstrip(", "),
         )
         if confirmed:
-            events.publish("booking.confirmed", _event_data(booking, by="payment", late=late))
+            events.publish("booking.confirmed", booking_event_data(booking, by="payment", late=late))
     return booking
 
 
@@ -268,6 +276,6 @@ def booking_apply_payment_refunded(
         if cancelled:
             events.publish(
                 "booking.cancelled",
-                _event_data(booking, reason="refunded in full", refund=True, by="payment"),
+                booking_event_data(booking, reason="refunded in full", refund=True, by="payment"),
             )
     return booking

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from bookings.models import Booking, BookingAudit
 from bookings.purposes import PURPOSE
-from bookings.services.common import _audit, _event_data, _flag, _lock, _save_holding
+from bookings.services.common import _audit, _flag, _lock, _save_holding, booking_event_data
 from bookings.transitions import BOOKING, PAYMENT_STATUS
 from core import events
 from core.errors import BusinessRuleViolation
@@ -45,7 +45,7 @@ def booking_confirm(
             note="; ".join(filter(None, [note, closed])),
         )
         if confirming:
-            events.publish("booking.confirmed", _event_data(booking, by="staff"))
+            events.publish("booking.confirmed", booking_event_data(booking, by="staff"))
     return booking
 
 
@@ -112,7 +112,9 @@ def booking_cancel(
             actor_id=actor_id,
             note="; ".join(filter(None, [reason, note, closed])),
         )
-        events.publish("booking.cancelled", _event_data(booking, reason=reason, refund=requested, by=source))
+        events.publish(
+            "booking.cancelled", booking_event_data(booking, reason=reason, refund=requested, by=source)
+        )
     return booking
 
 

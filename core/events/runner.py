@@ -50,6 +50,7 @@ def dead_letter_record(
                 "last_failed_at": now,
             },
         )
+        reopened = not created and letter.resolved_at is not None
         if not created:
             letter.error = f"{type(exc).__name__}: {exc}"
             letter.traceback = trace
@@ -57,6 +58,20 @@ def dead_letter_record(
             letter.last_failed_at = now
             letter.resolved_at = None
             letter.save(update_fields=["error", "traceback", "attempts", "last_failed_at", "resolved_at"])
+        if created or reopened:  # staff hear about a new failure, not about each retry of a known one
+            from core.events.outbox import publish  # outbox -> tasks -> registry -> runner
+
+            publish(
+                "dead_letter.recorded",
+                {
+                    "dead_letter_id": letter.pk,
+                    "event_id": str(letter.event_id),
+                    "event_type": letter.event_type,
+                    "subscriber": subscriber,
+                    "error": letter.error[:1000],
+                    "attempts": letter.attempts,
+                },
+            )
     return letter
 
 

@@ -6,6 +6,7 @@ EVENT_TYPES: dict[str, str] = {
     "payment.failed": "payments",
     "payment.cancelled": "payments",
     "payment.refunded": "payments",
+    "payment.flagged": "payments",
     "order.created": "orders",
     "order.paid": "orders",
     "order.cancelled": "orders",
@@ -35,6 +36,7 @@ EVENT_TYPES: dict[str, str] = {
     "stock.low": "orders",
     "notification.sent": "notifications",
     "notification.failed": "notifications",
+    "dead_letter.recorded": "core",
 }
 
 

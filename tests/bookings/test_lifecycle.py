@@ -332,7 +332,7 @@ def test_expire_holds_expires_only_overdue_unpaid_holds_and_frees_the_slot(booki
     )
 
 
-def test_reminders_are_published_once_for_confirmed_bookings_about_to_start(hall, customer):
+def test_reminders_are_published_once_per_window_for_confirmed_bookings_about_to_start(hall, customer):
     soon = services.booking_hold(
         customer_id=customer.pk, resource_id=hall.pk, starts_at=local(1, 10), ends_at=local(1, 11)
     )
@@ -342,17 +342,33 @@ def test_reminders_are_published_once_for_confirmed_bookings_about_to_start(hall
     unpaid = services.booking_hold(
         customer_id=customer.pk, resource_id=hall.pk, starts_at=local(1, 12), ends_at=local(1, 13)
     )
+    last_minute = services.booking_hold(
+        customer_id=customer.pk, resource_id=hall.pk, starts_at=local(1, 14), ends_at=local(1, 15)
+    )
     completed(soon)
     completed(later)
     now = soon.starts_at - timedelta(hours=23)
 
-    assert services.booking_send_reminders(now=now) == 1
+    assert services.booking_send_reminders(now=now) == 1  # the day-before one
     assert services.booking_send_reminders(now=now) == 0
     assert services.booking_send_reminders(now=now + timedelta(hours=1)) == 0
+    completed(last_minute)
+    # soon's two-hour reminder, and last_minute's day-before one (it starts in 5 h 30 min).
+    assert services.booking_send_reminders(now=soon.starts_at - timedelta(hours=1, minutes=30)) == 2
+    assert services.booking_send_reminders(now=last_minute.starts_at - timedelta(hours=1)) == 1
+    assert services.booking_send_reminders(now=last_minute.starts_at - timedelta(minutes=30)) == 0
 
-    reminder = OutboxEvent.objects.get(type="booking.reminder")
-    assert (reminder.source, reminder.data["booking_id"]) == ("bookings", soon.public_id)
-    assert Booking.objects.get(pk=soon.pk).reminder_sent_at == now
+    reminders = [
+        (e.data["booking_id"], e.data["hours_before"])
+        for e in OutboxEvent.objects.filter(type="booking.reminder").order_by("seq")
+    ]
+    assert reminders == [
+        (soon.public_id, 24),
+        (soon.public_id, 2),
+        (last_minute.public_id, 24),
+        (last_minute.public_id, 2),
+    ]
+    assert Booking.objects.get(pk=soon.pk).reminder_hours == 2
     assert Booking.objects.get(pk=later.pk).reminder_sent_at is None
     assert Booking.objects.get(pk=unpaid.pk).reminder_sent_at is None
 
@@ -564,3 +580,13 @@ def test_an_unwanted_payment_already_refunded_elsewhere_is_not_flagged_for_a_ref
 
     assert "refund by hand" not in result.attention_note
     assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
+
+
+def test_a_booking_confirmed_within_the_last_window_gets_only_that_reminder(hall, customer):
+    booking = services.booking_hold(
+        customer_id=customer.pk, resource_id=hall.pk, starts_at=local(1, 10), ends_at=local(1, 11)
+    )
+    completed(booking)
+    assert services.booking_send_reminders(now=booking.starts_at - timedelta(minutes=90)) == 1
+    assert services.booking_send_reminders(now=booking.starts_at - timedelta(minutes=10)) == 0
+    assert [e.data["hours_before"] for e in OutboxEvent.objects.filter(type="booking.reminder")] == [2]

@@ -10,7 +10,6 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from bookings.models import Booking, BookingAudit
 from orders.models import Order
 from payments.models import Payment, PaymentAllocation, RefundShare
 from tests.bookings.conftest import local
@@ -89,10 +88,10 @@ def test_existing_payments_get_their_allocations_and_settled_outcomes(before_all
         idempotency_key=f"order:GONE-0001:{refused.public_id}",
     )
     booked = old_payment(old, customer, purpose="booking", ids=["bkg_old"], amount="24.00", kind="deposit")
-    booking = Booking.objects.create(
+    booking = old.get_model("bookings", "Booking").objects.create(  # the table as it was then
         public_id="bkg_old",
-        resource=ResourceFactory(),
-        customer=customer,
+        resource_id=ResourceFactory().pk,
+        customer_id=customer.pk,
         starts_at=local(3, 10),
         ends_at=local(3, 12),
         status="confirmed",
@@ -103,7 +102,9 @@ def test_existing_payments_get_their_allocations_and_settled_outcomes(before_all
         currency="EUR",
         payment_id=booked.pk,
     )
-    BookingAudit.objects.create(booking=booking, source="payment", note="payment completed")
+    old.get_model("bookings", "BookingAudit").objects.create(
+        booking_id=booking.pk, source="payment", note="payment completed"
+    )
 
     latest()
 
