@@ -85,4 +85,10 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         every_seconds=300,
         description="Builds again the toyboxes whose build task was lost.",
     ),
+    PeriodicTaskSpec(
+        name="notifications.sweep",
+        task="notifications.sweep",
+        every_seconds=settings.NOTIFICATIONS_SWEEP_SECONDS,
+        description="Sends again the messages a lost task or a dead sender left, and those quiet hours held.",
+    ),
 ]

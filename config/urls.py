@@ -24,7 +24,7 @@ urlpatterns = [
     path("api/", include("orders.api.urls")),
     path("api/", include("bookings.api.urls")),
     path("api/", include("subscriptions.api.urls")),
-    path("api/notifications/", include("notifications.api.urls")),
+    path("api/", include("notifications.api.urls")),
     re_path(r"^api/(?P<rest>.*)$", no_endpoint),  # last: an unknown API address is a JSON 404
 ]
 

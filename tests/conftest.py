@@ -124,13 +124,14 @@ def api_client():
 class WorkerProcess:
     """A real `celery worker` process (prefork) on the test database, that a test can kill."""
 
-    def __init__(self, queues: str, concurrency: int = 1):
+    def __init__(self, queues: str, concurrency: int = 1, env: dict[str, str] | None = None):
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
         db = connection.settings_dict
         env = os.environ | {
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
             "DJANGO_READ_DOT_ENV": "0",
+            **(env or {}),  # TEST_* settings of this worker only (e.g. the test's SMTP server)
         }
         self.process = subprocess.Popen(  # noqa: S603 - fixed arguments
             [
@@ -187,8 +188,8 @@ def worker_processes(django_db_setup):
     """Start real worker processes with `start(queues)`; all are stopped at the end."""
     started: list[WorkerProcess] = []
 
-    def start(queues: str, concurrency: int = 1) -> WorkerProcess:
-        worker = WorkerProcess(queues, concurrency)
+    def start(queues: str, concurrency: int = 1, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(queues, concurrency, env)
         started.append(worker)
         return worker
 

@@ -261,6 +261,8 @@ SPECTACULAR_SETTINGS = {
         "KindEnum": "payments.models.Payment.Kind",
         # a booking's payment status (unpaid, deposit_paid...) is not a payment's status
         "BookingPaymentStatusEnum": "bookings.models.Booking.PaymentStatus",
+        "NotificationChannelEnum": "notifications.models.CHANNELS",
+        "NotificationStatusEnum": "notifications.models.Notification.Status",
     },
     # Swagger UI and ReDoc from drf-spectacular-sidecar's static files: no CDN, no @latest.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -357,6 +359,8 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "amqp": {"level": "WARNING"},
         "kombu": {"level": "WARNING"},
+        "twilio.http_client": {"level": "WARNING"},  # a line per request, with the recipient's number
+        "urllib3": {"level": "INFO"},  # at DEBUG it logs request lines: Telegram's carry the bot token
     },
 }
 
@@ -364,7 +368,8 @@ LOGGING = {
 BOOKING_HOLD_MINUTES = env.int("BOOKING_HOLD_MINUTES", default=15)  # unpaid hold (and payment) deadline
 BOOKING_DEPOSIT_PERCENT = env.int("BOOKING_DEPOSIT_PERCENT", default=30)  # percent of the total
 BOOKING_FREE_CANCEL_HOURS = env.int("BOOKING_FREE_CANCEL_HOURS", default=24)  # full refund up to this notice
-BOOKING_REMINDER_HOURS = env.int("BOOKING_REMINDER_HOURS", default=24)  # booking.reminder this long before
+# booking.reminder this long before each confirmed booking, once per window (e.g. a day and two hours).
+BOOKING_REMINDER_HOURS = sorted(env.list("BOOKING_REMINDER_HOURS", cast=int, default=[24, 2]), reverse=True)
 BOOKING_MAX_DAYS_AHEAD = env.int("BOOKING_MAX_DAYS_AHEAD", default=90)  # furthest start one can book
 BOOKING_AVAILABILITY_MAX_DAYS = env.int("BOOKING_AVAILABILITY_MAX_DAYS", default=62)  # one query's window
 
@@ -378,3 +383,31 @@ if SUBSCRIPTION_DUNNING_FINAL not in ("pause", "cancel"):
 SUBSCRIPTION_RENEWAL_BATCH = env.int("SUBSCRIPTION_RENEWAL_BATCH", default=500)  # due ones read at a time
 SUBSCRIPTION_RENEWAL_EVERY_SECONDS = env.int("SUBSCRIPTION_RENEWAL_EVERY_SECONDS", default=600)
 SUBSCRIPTION_UNPAID_DAYS = env.int("SUBSCRIPTION_UNPAID_DAYS", default=7)  # never paid: cancelled after
+
+# --- Notifications (see docs/notifications.md) ------------------------------------------
+# A message is tried this many times in all (backoff with jitter from the base, doubling,
+# capped at an hour), then failed. A sender holds a message for NOTIFICATIONS_LEASE_SECONDS
+# (longer than any channel's timeout); past it, the sweep takes the message over.
+NOTIFICATIONS_MAX_ATTEMPTS = env.int("NOTIFICATIONS_MAX_ATTEMPTS", default=5)
+NOTIFICATIONS_RETRY_BACKOFF_SECONDS = env.float("NOTIFICATIONS_RETRY_BACKOFF_SECONDS", default=30.0)
+NOTIFICATIONS_LEASE_SECONDS = env.int("NOTIFICATIONS_LEASE_SECONDS", default=120)
+NOTIFICATIONS_SWEEP_SECONDS = env.int("NOTIFICATIONS_SWEEP_SECONDS", default=60)
+# A queued message whose task has not taken it this long after it was due is sent again by the sweep.
+NOTIFICATIONS_SWEEP_GRACE_SECONDS = env.int("NOTIFICATIONS_SWEEP_GRACE_SECONDS", default=120)
+# New customers' quiet hours for SMS and Telegram, in their timezone ("" for none).
+NOTIFICATIONS_QUIET_HOURS = env("NOTIFICATIONS_QUIET_HOURS", default="22:00-08:00")
+# SMS through Twilio: unset, SMS are skipped. TWILIO_API_URL reaches Twilio through a proxy
+# or a local fake (empty: https://api.twilio.com).
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", default="")
+TWILIO_API_URL = env("TWILIO_API_URL", default="")
+TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=10.0)
+# Telegram's Bot API: unset, Telegram is skipped. The webhook's secret is checked on every update.
+TELEGRAM_BOT_TOKEN = env("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_BOT_USERNAME = env("TELEGRAM_BOT_USERNAME", default="")
+TELEGRAM_WEBHOOK_SECRET = env("TELEGRAM_WEBHOOK_SECRET", default="")
+TELEGRAM_STAFF_CHAT_ID = env("TELEGRAM_STAFF_CHAT_ID", default="")
+TELEGRAM_API_URL = env("TELEGRAM_API_URL", default="https://api.telegram.org")
+TELEGRAM_TIMEOUT_SECONDS = env.float("TELEGRAM_TIMEOUT_SECONDS", default=10.0)
+TELEGRAM_LINK_MINUTES = env.int("TELEGRAM_LINK_MINUTES", default=30)  # a deep link's token is valid this long

@@ -58,6 +58,19 @@ REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
 CACHES = {"default": cache_from_url(REDIS_URL)}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in prod
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Worker processes a test starts reach that test's SMTP server and fakes through these (unset:
+# e-mail stays in memory and SMS and Telegram are off, as for any test that does not set them).
+if env("TEST_EMAIL_URL", default=""):
+    vars().update(env.email("TEST_EMAIL_URL"))
+    EMAIL_TIMEOUT = env.int("TEST_EMAIL_TIMEOUT", default=2)
+SITE_URL = env("TEST_SITE_URL", default="") or SITE_URL
+TWILIO_ACCOUNT_SID = env("TEST_TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TEST_TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env("TEST_TWILIO_FROM_NUMBER", default="")
+TWILIO_API_URL = env("TEST_TWILIO_API_URL", default="")
+NOTIFICATIONS_LEASE_SECONDS = env.int("TEST_NOTIFICATIONS_LEASE_SECONDS", default=120)
+# No quiet hours unless a test asks: a suite run at night must not hold its SMS till morning.
+NOTIFICATIONS_QUIET_HOURS = env("TEST_NOTIFICATIONS_QUIET_HOURS", default="")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from bookings import services as bookings
 from bookings.models import Booking, BookingAudit
 from core.models import IdempotencyRecord, OutboxEvent
+from notifications.models import Notification
 from orders.models import Order, OrderAudit
 from payments.models import Payment, Refund
 from subscriptions import services as subscriptions
@@ -46,6 +47,7 @@ ACTIONS = {
     "api/subscriptions/<str:subscription_id>/pause": "POST",
     "api/subscriptions/<str:subscription_id>/resume": "POST",
     "api/subscriptions/<str:subscription_id>/skip": "POST",
+    "api/notifications/<str:notification_id>/read": "POST",
 }
 ACTION_ROUTE = re.compile(r"^api/.*<[^>]+>/[a-z-]+$")
 
@@ -92,11 +94,24 @@ def things():
     subscription = subscriptions.subscription_create(
         customer_id=customer.pk, child_id=child.pk, plan_id=PlanFactory().pk
     )
+    message = Notification.objects.create(
+        event_id=uuid.uuid4(),
+        event_type="order.paid",
+        rule="order.paid",
+        channel="inapp",
+        user=customer,
+        recipient=f"user:{customer.pk}",
+        address=str(customer.pk),
+        language="en",
+        subject="Paid",
+        status=Notification.Status.DELIVERED,
+    )
     return {
         "number": order.number,
         "booking_id": booking.public_id,
         "payment_id": created.json()["id"],
         "subscription_id": subscription.public_id,
+        "notification_id": message.public_id,
     }
 
 
@@ -117,6 +132,9 @@ def state() -> dict:
         "audits": (OrderAudit.objects.count(), BookingAudit.objects.count()),
         "events": OutboxEvent.objects.count(),
         "idempotency": IdempotencyRecord.objects.count(),
+        "notifications": list(
+            Notification.objects.order_by("pk").values_list("status", "read_at", "updated_at")
+        ),
     }
 
 

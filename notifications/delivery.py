@@ -1,0 +1,258 @@
+"""Sending one message: reserve, send, record. And the receipts providers send back.
+
+1. Reserve, in a transaction: a `queued` message that is due becomes `sending`, with a lease
+   (NOTIFICATIONS_LEASE_SECONDS, longer than any channel's timeout) and one more attempt.
+2. Send, outside any transaction: the channel talks to its provider with its own timeout.
+3. Record, in another transaction, only if the reservation is still ours: `sent` with the
+   provider's id (and notification.sent), `failed` (and notification.failed), or `queued`
+   again with the next attempt's time (backoff with jitter).
+
+A sender that dies between 2 and 3 leaves `sending` behind. Once its lease has run out the
+sweep sends the message to `deliver` again, which first asks the channel whether the
+provider has it (`confirm_sent`: Twilio can be asked) and sends again only if not. E-mail
+and Telegram cannot be asked: they are sent again, e-mail with the same Message-ID, so a
+message the provider had accepted is at worst delivered twice, never lost.
+"""
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from core import events
+from notifications.channels import CHANNELS
+from notifications.channels.base import PermanentFailure, TemporaryFailure
+from notifications.models import Audience, Notification
+from notifications.rules import RULES
+
+logger = logging.getLogger(__name__)
+Status = Notification.Status
+# Retries dispatched at once with a countdown up to this long; later ones are left to the sweep
+# (a task held unacknowledged by a worker for long would outlive RabbitMQ's consumer timeout).
+COUNTDOWN_LIMIT_SECONDS = 300
+BACKOFF_CAP_SECONDS = 3600
+
+
+def audience_of(notification: Notification) -> str:
+    rule = RULES.get(notification.rule)
+    return rule.audience if rule else Audience.CUSTOMER
+
+
+def event_data(notification: Notification, **extra) -> dict:
+    return {
+        "notification_id": notification.public_id,
+        "event_id": str(notification.event_id),
+        "event_type": notification.event_type,
+        "rule": notification.rule,
+        "channel": notification.channel,
+        "audience": audience_of(notification),
+        "user_id": notification.user_id,
+        "attempts": notification.attempts,
+        **extra,
+    }
+
+
+def publish_outcome(notification: Notification) -> None:
+    """notification.sent or notification.failed, in the caller's transaction."""
+    if notification.status == Status.FAILED:
+        events.publish("notification.failed", event_data(notification, error=notification.last_error[:1000]))
+    else:
+        events.publish("notification.sent", event_data(notification, provider_id=notification.provider_id))
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Before attempt `attempt + 1`: the base doubled per attempt, capped, with jitter (half to full)."""
+    delay = min(BACKOFF_CAP_SECONDS, settings.NOTIFICATIONS_RETRY_BACKOFF_SECONDS * 2 ** max(0, attempt - 1))
+    return random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not a secret
+
+
+def _reserve(notification_id: int, now: datetime) -> tuple[Notification | None, bool]:
+    """(the message, True if an earlier sender's outcome is unknown), or (None, False): not ours to send."""
+    with transaction.atomic():
+        notification = (
+            Notification.objects.select_for_update(skip_locked=True).filter(pk=notification_id).first()
+        )
+        if notification is None:
+            return None, False  # another sender is reserving it right now
+        unknown = notification.status == Status.SENDING
+        if unknown and notification.lease_until and notification.lease_until > now:
+            return None, False  # another sender holds it
+        if not unknown and notification.status != Status.QUEUED:
+            return None, False  # sent, failed, delivered: done
+        if not unknown and notification.not_before and notification.not_before > now:
+            return None, False  # quiet hours or a retry not due yet: the sweep sends it then
+        notification.status = Status.SENDING
+        notification.attempts += 1
+        notification.lease_until = now + timedelta(seconds=settings.NOTIFICATIONS_LEASE_SECONDS)
+        notification.save(update_fields=["status", "attempts", "lease_until", "updated_at"])
+    return notification, unknown
+
+
+def _record(notification: Notification, **changes) -> bool:
+    """Apply `changes` if the reservation is still ours (nobody took it over after its lease)."""
+    with transaction.atomic():
+        current = (
+            Notification.objects.select_for_update()
+            .filter(pk=notification.pk, status=Status.SENDING, attempts=notification.attempts)
+            .first()
+        )
+        if current is None:
+            logger.warning(
+                "notification taken over before its outcome was recorded",
+                extra={"notification": notification.public_id, **{k: str(v) for k, v in changes.items()}},
+            )
+            return False
+        current.lease_until = None  # unless `changes` holds it longer
+        for field, value in changes.items():
+            setattr(current, field, value)
+        current.save(update_fields=list({*changes, "lease_until", "updated_at"}))
+        if current.status not in (Status.QUEUED, Status.SENDING):
+            publish_outcome(current)
+        notification.__dict__.update(current.__dict__)
+    return True
+
+
+def deliver(notification_id: int, *, now: datetime | None = None) -> str:
+    """Send one message if it is due and not taken; the outcome, for the task's result."""
+    now = now or timezone.now()
+    notification, unknown = _reserve(notification_id, now)
+    if notification is None:
+        return "not due or not ours"
+    channel = CHANNELS[notification.channel]
+    provider_id = None
+    if unknown:
+        try:
+            provider_id = channel.confirm_sent(notification)
+        except Exception as exc:  # noqa: BLE001 - whatever the reason, the outcome stays unknown: asked again later
+            return _still_unknown(notification, f"{exc}")
+    if provider_id:
+        outcome = "confirmed"
+    else:
+        outcome = "sent"
+        try:
+            provider_id = channel.send(notification)
+        except PermanentFailure as exc:
+            _failed(notification, f"{exc}")
+            return "failed"
+        except Exception as exc:  # TemporaryFailure, or anything unforeseen: retried, then failed
+            error = f"{exc}" if isinstance(exc, TemporaryFailure) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, TemporaryFailure):
+                logger.exception("notification send raised", extra={"notification": notification.public_id})
+            return _retry_or_fail(notification, error, getattr(exc, "retry_after", None))
+    _record(
+        notification, status=Status.SENT, provider_id=provider_id[:100], sent_at=timezone.now(), last_error=""
+    )
+    return outcome
+
+
+def _still_unknown(notification: Notification, error: str) -> str:
+    """Whether an earlier send went is not known and the provider could not be asked: the
+    message stays `sending` (never sent again blindly) and the sweep asks again after a
+    backoff; after the last attempt it fails for staff to check with the provider."""
+    if notification.attempts >= settings.NOTIFICATIONS_MAX_ATTEMPTS:
+        _failed(notification, f"outcome unknown, the provider could not be asked: {error}")
+        return "failed"
+    lease = timezone.now() + timedelta(seconds=backoff_seconds(notification.attempts))
+    _record(
+        notification, status=Status.SENDING, last_error=f"outcome unknown: {error}"[:4000], lease_until=lease
+    )
+    return "unknown"
+
+
+def _failed(notification: Notification, error: str) -> None:
+    _record(notification, status=Status.FAILED, last_error=error[:4000], failed_at=timezone.now())
+
+
+def _retry_or_fail(notification: Notification, error: str, retry_after: float | None) -> str:
+    if notification.attempts >= settings.NOTIFICATIONS_MAX_ATTEMPTS:
+        _failed(notification, f"{error} (after {notification.attempts} attempts)")
+        return "failed"
+    delay = max(retry_after or 0, backoff_seconds(notification.attempts))
+    due = timezone.now() + timedelta(seconds=delay)
+    if _record(notification, status=Status.QUEUED, last_error=error[:4000], not_before=due) and (
+        delay <= COUNTDOWN_LIMIT_SECONDS
+    ):
+        from notifications.tasks import deliver as deliver_task
+
+        deliver_task.apply_async((notification.pk,), countdown=delay)
+    return "retry"
+
+
+def dispatch(notification_ids: list[int]) -> None:
+    """Send each after the current transaction commits (a lost dispatch is the sweep's)."""
+    if not notification_ids:
+        return
+    from notifications.tasks import deliver as deliver_task
+
+    def send() -> None:
+        for pk in notification_ids:
+            deliver_task.delay(pk)
+
+    transaction.on_commit(send, robust=True)
+
+
+def sweep(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Dispatch again what a lost task or a dead sender left: due queued messages whose task
+    should have taken them by now, and `sending` ones whose lease has run out."""
+    now = now or timezone.now()
+    grace = now - timedelta(seconds=settings.NOTIFICATIONS_SWEEP_GRACE_SECONDS)
+    stuck = Q(status=Status.SENDING, lease_until__lt=now)
+    waiting = Q(status=Status.QUEUED, updated_at__lt=grace) & (
+        Q(not_before__isnull=True) | Q(not_before__lte=now)
+    )
+    ids = list(
+        Notification.objects.filter(stuck | waiting).order_by("pk").values_list("pk", flat=True)[:limit]
+    )
+    from notifications.tasks import deliver as deliver_task
+
+    for pk in ids:
+        deliver_task.delay(pk)
+    return len(ids)
+
+
+def receipt_record(
+    *, channel: str, provider_id: str, status: str, error: str = "", notification_id: str | None = None
+) -> bool:
+    """A provider's delivery receipt: `delivered` or `undelivered`. True if it changed the message.
+
+    Found by our id when the provider echoes it, else by the provider's id. A receipt for a
+    message still `sending` (its sender died before recording) proves it was sent: its id is
+    kept. A receipt never moves a message back: `delivered` is final, and a late
+    `undelivered` after `delivered` is ignored.
+    """
+    if status not in (Status.DELIVERED, Status.UNDELIVERED):
+        raise ValueError(f"a receipt says delivered or undelivered, not {status!r}")
+    lookup = Q(public_id=notification_id) if notification_id else Q(provider_id=provider_id)
+    with transaction.atomic():
+        notification = Notification.objects.select_for_update().filter(lookup, channel=channel).first()
+        if notification is None or (notification.provider_id and notification.provider_id != provider_id):
+            return False
+        if notification.status not in (Status.QUEUED, Status.SENDING, Status.SENT):
+            return False
+        unrecorded = notification.status != Status.SENT  # its sender died before recording it
+        now = timezone.now()
+        notification.provider_id = provider_id[:100]
+        notification.status = status
+        notification.lease_until = None
+        notification.sent_at = notification.sent_at or now
+        fields = ["provider_id", "status", "lease_until", "sent_at", "updated_at"]
+        if status == Status.DELIVERED:
+            notification.delivered_at = now
+            fields.append("delivered_at")
+        else:
+            notification.failed_at, notification.last_error = now, (error or "undelivered")[:4000]
+            fields += ["failed_at", "last_error"]
+        notification.save(update_fields=fields)
+        if status == Status.UNDELIVERED:
+            events.publish(
+                "notification.failed", event_data(notification, error=notification.last_error[:1000])
+            )
+        elif unrecorded:
+            events.publish(
+                "notification.sent", event_data(notification, provider_id=notification.provider_id)
+            )
+    return True
