@@ -24,6 +24,7 @@ from subscriptions.models import Subscription
 from tests.bookings.conftest import local
 from tests.core.test_schema_accuracy import openapi
 from tests.factories import GadgetFactory, ResourceFactory, SuperuserFactory, UserFactory
+from tests.notifications.factories import NotificationFactory
 from tests.orders.factories import VariantFactory
 from tests.orders.helpers import checkout, order_of
 from tests.subscriptions.factories import ChildFactory, PlanFactory
@@ -94,18 +95,7 @@ def things():
     subscription = subscriptions.subscription_create(
         customer_id=customer.pk, child_id=child.pk, plan_id=PlanFactory().pk
     )
-    message = Notification.objects.create(
-        event_id=uuid.uuid4(),
-        event_type="order.paid",
-        rule="order.paid",
-        channel="inapp",
-        user=customer,
-        recipient=f"user:{customer.pk}",
-        address=str(customer.pk),
-        language="en",
-        subject="Paid",
-        status=Notification.Status.DELIVERED,
-    )
+    message = NotificationFactory(user=customer)
     return {
         "number": order.number,
         "booking_id": booking.public_id,

@@ -1,12 +1,11 @@
 """The staff admin for notifications: the delivery log (filters, search, resend), rules with
 their preview from a real object, templates written in the admin."""
 
-import uuid
-
 import pytest
 
 from notifications.models import MessageTemplate, Notification, Rule
 from tests.factories import SuperuserFactory, UserFactory
+from tests.notifications.factories import NotificationFactory
 from tests.notifications.test_delivery import confirmed_booking, handle, last_event
 
 pytestmark = pytest.mark.django_db
@@ -21,18 +20,8 @@ def admin_client(client):
 
 def test_the_log_filters_searches_and_shows_a_message(admin_client):
     anna = UserFactory(email="anna@example.com")
-    failed = Notification.objects.create(
-        event_id=uuid.uuid4(),
-        event_type="order.paid",
-        rule="order.paid",
-        channel="email",
-        user=anna,
-        recipient=f"user:{anna.pk}",
-        address="anna@example.com",
-        language="en",
-        subject="Paid",
-        status=Status.FAILED,
-        last_error="smtp 550",
+    failed = NotificationFactory(
+        user=anna, channel="email", address="anna@example.com", status=Status.FAILED, last_error="smtp 550"
     )
     for query in (
         "",

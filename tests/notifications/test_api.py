@@ -1,13 +1,12 @@
 """The notifications API: own messages only (staff: all, with filters), read marks,
 preferences, a staff message on a channel, the Telegram deep link."""
 
-import uuid
-
 import pytest
 from rest_framework.test import APIClient
 
 from notifications.models import Notification, Preference
 from tests.factories import StaffFactory, UserFactory
+from tests.notifications.factories import NotificationFactory
 
 pytestmark = pytest.mark.django_db
 Status = Notification.Status
@@ -20,20 +19,8 @@ def client_for(user) -> APIClient:
 
 
 def message(user, channel: str = "inapp", **fields) -> Notification:
-    return Notification.objects.create(
-        event_id=uuid.uuid4(),
-        event_type="order.paid",
-        rule="order.paid",
-        channel=channel,
-        user=user,
-        recipient=f"user:{user.pk}",
-        address=user.email if channel == "email" else str(user.pk),
-        language="en",
-        subject="Your order is paid",
-        body="Thank you.",
-        status=fields.pop("status", Status.DELIVERED),
-        **fields,
-    )
+    address = user.email if channel == "email" else str(user.pk)
+    return NotificationFactory(user=user, channel=channel, address=address, **fields)
 
 
 def test_a_customer_sees_only_their_own_messages_and_staff_see_all_with_details():

@@ -5,7 +5,6 @@ import base64
 import socket
 import time
 from datetime import UTC, timedelta
-from uuid import uuid4
 
 import pytest
 from django.urls import reverse
@@ -15,6 +14,7 @@ from notifications.channels.base import PermanentFailure, TemporaryFailure
 from notifications.channels.sms import SmsChannel
 from notifications.models import Notification
 from tests.factories import UserFactory
+from tests.notifications.factories import NotificationFactory
 from tests.notifications.fakes.twilio import FakeTwilio
 
 TO = "+15005550006"
@@ -44,16 +44,10 @@ def channel():
 
 
 def notification(*, address: str = TO, body: str = "Your booking on 3 May at 10:00 is confirmed.", **fields):
-    user = UserFactory()
-    return Notification.objects.create(
-        event_id=uuid4(),
+    return NotificationFactory(
         event_type="booking.confirmed",
-        rule="booking.confirmed",
         channel="sms",
-        recipient=f"user:{user.pk}",
-        user=user,
         address=address,
-        language="en",
         body=body,
         **{"status": "sending", **fields},
     )

@@ -5,7 +5,6 @@ import socket
 from datetime import time, timedelta
 from io import StringIO
 from urllib.parse import urlsplit
-from uuid import uuid4
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -17,6 +16,7 @@ from notifications.channels.telegram import TelegramChannel
 from notifications.models import Notification, Preference, TelegramLinkToken
 from notifications.telegram import TelegramNotConfigured, telegram_link_start
 from tests.factories import UserFactory
+from tests.notifications.factories import NotificationFactory
 from tests.notifications.fakes.telegram import FakeTelegram, html_problem
 
 pytestmark = pytest.mark.django_db
@@ -50,17 +50,8 @@ def linked_user(chat_id: int | str = CHAT, **fields):
 
 
 def notification(user, chat_id: int | str = CHAT, body: str = "<b>Paid</b>: order #42") -> Notification:
-    return Notification.objects.create(
-        event_id=uuid4(),
-        event_type="order.paid",
-        rule="order.paid",
-        channel="telegram",
-        recipient=f"user:{user.pk}",
-        user=user,
-        address=str(chat_id),
-        language="en",
-        body=body,
-        status="sending",
+    return NotificationFactory(
+        user=user, channel="telegram", address=str(chat_id), body=body, status="sending"
     )
 
 

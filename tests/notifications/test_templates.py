@@ -18,20 +18,21 @@ from django.utils import timezone, translation
 from django.utils.html import escape
 
 from bookings.models import Booking
-from bookings.services.common import _event_data as booking_event
+from bookings.services.common import booking_event_data as booking_event
 from core.models import DeadLetter
 from notifications.context import ContextError, context_for
-from notifications.models import CHANNEL_NAMES, MessageTemplate, Notification, Rule
+from notifications.models import CHANNEL_NAMES, MessageTemplate, Rule
 from notifications.preview import PreviewError, preview
 from notifications.rendering import RenderError, language_for, render, sms_fit, sms_segments
 from notifications.rules import RULES
 from orders.models import Order, OrderLine
 from orders.services import order_event_data as order_event
 from payments.models import Payment, PaymentAllocation, Refund, RefundShare
-from payments.services import _event_data as payment_event
+from payments.services import payment_event_data as payment_event
 from subscriptions.models import Invoice, Subscription, Toybox, ToyboxItem
 from subscriptions.services.common import invoice_data, subscription_data, toybox_data
 from tests.factories import ResourceFactory, ServiceFactory, UserFactory
+from tests.notifications.factories import NotificationFactory
 from tests.orders.factories import VariantFactory
 from tests.subscriptions.factories import ChildFactory, PlanFactory, ToyFactory
 
@@ -201,15 +202,10 @@ def staff_events(customer) -> tuple[dict, dict]:
         first_failed_at=now,
         last_failed_at=now,
     )
-    failed = Notification.objects.create(
-        event_id=uuid.uuid4(),
-        event_type="order.paid",
-        rule="order.paid",
-        channel="sms",
+    failed = NotificationFactory(
         user=customer,
-        recipient=f"user:{customer.pk}",
+        channel="sms",
         address="+15005550001",
-        language="en",
         status="failed",
         attempts=5,
         last_error="21211: invalid 'To' phone number",
