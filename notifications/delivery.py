@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from core import events
 from notifications.channels import CHANNELS
-from notifications.channels.base import PermanentFailure, TemporaryFailure
+from notifications.channels.base import OutcomeUnknown, PermanentFailure, TemporaryFailure
 from notifications.models import Audience, Notification
 from notifications.rules import RULES
 
@@ -138,6 +138,8 @@ def deliver(notification_id: int, *, now: datetime | None = None) -> str:
         except PermanentFailure as exc:
             _failed(notification, f"{exc}")
             return "failed"
+        except OutcomeUnknown as exc:  # the provider may have it: asked before anything is sent again
+            return _still_unknown(notification, f"{exc}")
         except Exception as exc:  # TemporaryFailure, or anything unforeseen: retried, then failed
             error = f"{exc}" if isinstance(exc, TemporaryFailure) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, TemporaryFailure):
@@ -150,9 +152,9 @@ def deliver(notification_id: int, *, now: datetime | None = None) -> str:
 
 
 def _still_unknown(notification: Notification, error: str) -> str:
-    """Whether an earlier send went is not known and the provider could not be asked: the
-    message stays `sending` (never sent again blindly) and the sweep asks again after a
-    backoff; after the last attempt it fails for staff to check with the provider."""
+    """Whether a send went is not known (no answer came, or the provider could not be asked):
+    the message stays `sending` (never sent again blindly) and the sweep asks the provider
+    after a backoff; after the last attempt it fails for staff to check with the provider."""
     if notification.attempts >= settings.NOTIFICATIONS_MAX_ATTEMPTS:
         _failed(notification, f"outcome unknown, the provider could not be asked: {error}")
         return "failed"

@@ -52,6 +52,7 @@ class Rendered:
     subject: str
     body: str
     html: str = ""
+    language: str = ""  # the one rendered: the site's when the asked one has no template
 
 
 class RenderError(Exception):
@@ -124,12 +125,12 @@ def render(template: str, language: str, channel: str, context: dict) -> Rendere
     except Exception as exc:
         raise RenderError(f"template {template!r} ({language}), {part}: {type(exc).__name__}: {exc}") from exc
     if channel == "sms":
-        return Rendered(subject="", body=sms_fit(parts["sms"]))
+        return Rendered(subject="", body=sms_fit(parts["sms"]), language=language)
     if channel == "telegram":
-        return Rendered(subject="", body=parts["telegram"])
+        return Rendered(subject="", body=parts["telegram"], language=language)
     if channel == "inapp":
-        return Rendered(subject=parts["subject"], body=parts["inapp"])
-    return Rendered(subject=parts["subject"], body=parts["text"], html=parts["html"])
+        return Rendered(subject=parts["subject"], body=parts["inapp"], language=language)
+    return Rendered(subject=parts["subject"], body=parts["text"], html=parts["html"], language=language)
 
 
 # --- SMS ------------------------------------------------------------------------------------

@@ -40,6 +40,16 @@ class RuleSpec:
         return self.key.replace(".", "_")
 
 
+def _failure_group(data: Mapping[str, Any]) -> str:
+    """What one alert about failed messages is about: a rule whose template (or object) failed
+    fails on every channel and language at once, so that is one alert; a channel's own
+    failure is one per channel and error."""
+    error = str(data.get("error", ""))
+    if error.startswith(("template:", "context:")):
+        return f"{data.get('rule')}:not written"
+    return f"{data.get('rule')}:{data.get('channel')}:{error[:200]}"
+
+
 def _when(**expected: object) -> Callable[[Mapping[str, Any]], bool]:
     return lambda data: all(data.get(key) == value for key, value in expected.items())
 
@@ -124,7 +134,7 @@ RULES: dict[str, RuleSpec] = {
             channels=STAFF,
             critical=True,
             applies=_when(audience=Audience.CUSTOMER),  # a failed staff alert alerts nobody: no loop
-            group=lambda data: f"{data.get('rule')}:{data.get('channel')}:{data.get('error', '')[:200]}",
+            group=lambda data: _failure_group(data),
         ),
     ]
 }

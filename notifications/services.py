@@ -161,12 +161,21 @@ def notifications_for_event(event: events.Event, *, now: datetime | None = None)
             event_id = uuid.uuid5(GROUP_NAMESPACE, f"{spec.key}:{spec.group(event.data)}:{now:%Y%m%d%H}")
         try:
             context = context_for(event.type, event.data)
-        except ContextError as exc:
-            logger.error("notification context failed", extra={"rule": spec.key, "event_id": str(event.id)})
-            context, context_error = None, f"context: {exc}"
+        except ContextError as exc:  # e.g. the object is gone: each message fails, with the reason
+            logger.error(
+                "notification context failed",
+                extra={"rule": spec.key, "event_id": str(event.id), "error": str(exc)},
+            )
+            customer_id = event.data.get("customer_id")
+            context = MessageContext(
+                customer_id=customer_id if isinstance(customer_id, int) else None,
+                values={},
+                timezone=settings.TIME_ZONE,
+            )
+            context_error = f"context: {exc}"
         else:
             context_error = ""
-        recipients = _recipients(spec, context) if context else []
+        recipients = _recipients(spec, context)
         for recipient in recipients:
             for channel_name in channels:
                 rows.extend(
@@ -185,6 +194,8 @@ def _message(spec, event, event_id, template, context, context_error, recipient,
     if not address:
         return []  # no phone, no linked chat: that channel is skipped, not an error
     user, preference = recipient.user, recipient.preference
+    if spec.audience == Audience.STAFF and user is not None and channel_name == "telegram":
+        return []  # staff hear on Telegram in the staff chat, not each in their own
     if user is not None and not spec.critical and not _wants(user, preference, spec.category, channel_name):
         return []
     language = language_for(user)
@@ -205,14 +216,25 @@ def _message(spec, event, event_id, template, context, context_error, recipient,
             raise RenderError(context_error)
         rendered: Rendered = render(template, language, channel_name, {**context.values, "recipient": user})
     except RenderError as exc:
-        message.status, message.last_error, message.failed_at = Status.FAILED, f"template: {exc}"[:4000], now
+        error = context_error or f"template: {exc}"
+        message.status, message.last_error, message.failed_at = Status.FAILED, error[:4000], now
         return [message]
     message.subject, message.body, message.html = rendered.subject[:255], rendered.body, rendered.html
+    message.language = rendered.language or language
     if not channel.external:
         message.status, message.sent_at, message.delivered_at = Status.DELIVERED, now, now
     elif channel_name in QUIET_CHANNELS and preference is not None and not spec.critical:
-        message.not_before = quiet_until(preference, now)
+        message.not_before = _held_until(preference, now, context.values.get("starts_at"))
     return [message]
+
+
+def _held_until(preference: Preference, now: datetime, starts_at: datetime | None) -> datetime | None:
+    """The end of the quiet hours, unless that is too late for the message: a reminder of
+    something that starts before then goes now."""
+    until = quiet_until(preference, now)
+    if until is not None and isinstance(starts_at, datetime) and until >= starts_at:
+        return None
+    return until
 
 
 def _store(rows: list[Notification], event: events.Event) -> list[int]:

@@ -72,7 +72,8 @@ def telegram_update_handle(update: dict[str, Any]) -> dict[str, Any] | None:
     member = update.get("my_chat_member")
     if isinstance(member, dict):
         chat_id = _chat_id(member.get("chat"))
-        status = (member.get("new_chat_member") or {}).get("status")
+        new = member.get("new_chat_member")
+        status = new.get("status") if isinstance(new, dict) else None
         if chat_id and status in GONE_STATUSES:
             unlinked = telegram_chat_unlink(chat_id)
             logger.info("telegram chat left the bot", extra={"chat_id": chat_id, "unlinked": unlinked})

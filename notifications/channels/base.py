@@ -7,7 +7,9 @@ message id, or raises:
 - `PermanentFailure`: the message can never go (an invalid or unsubscribed number, a chat
   that blocked the bot, a refused address): failed at once, not retried;
 - `TemporaryFailure` (timeouts, connection errors, 5xx, 429 with `retry_after`): retried with
-  backoff and jitter until NOTIFICATIONS_MAX_ATTEMPTS, then failed.
+  backoff and jitter until NOTIFICATIONS_MAX_ATTEMPTS, then failed;
+- `OutcomeUnknown`: the provider may have the message (no answer to a request it received):
+  asked with `confirm_sent` before anything is sent again.
 
 Any other exception is treated as temporary. `confirm_sent` is asked when a send's outcome
 is unknown (its worker died between sending and recording): the provider's id if the
@@ -32,6 +34,12 @@ class TemporaryFailure(ChannelError):
     def __init__(self, message: str, *, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class OutcomeUnknown(TemporaryFailure):
+    """The request reached the provider and no answer came back (a read timeout): the message
+    may have been taken. Raised only by a channel that can be asked (`confirm_sent`): the
+    message is not sent again before the provider was asked."""
 
 
 class Channel:

@@ -7,6 +7,7 @@ Message-ID, which mail systems use to recognise a duplicate.
 """
 
 import smtplib
+from email.utils import parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -15,7 +16,8 @@ from notifications.channels.base import Channel, PermanentFailure, TemporaryFail
 
 
 def message_id(notification) -> str:
-    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or "localhost"
+    """<notification id@the sender's domain>, whatever form DEFAULT_FROM_EMAIL has ("Shop <shop@x>")."""
+    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
     return f"<{notification.public_id}@{domain}>"
 
 

@@ -8,7 +8,7 @@ public id in the query, so a callback finds its row even if the sid was never re
 
 import functools
 import json
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import requests
@@ -19,7 +19,13 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from notifications.channels.base import Channel, ChannelError, PermanentFailure, TemporaryFailure
+from notifications.channels.base import (
+    Channel,
+    ChannelError,
+    OutcomeUnknown,
+    PermanentFailure,
+    TemporaryFailure,
+)
 
 if TYPE_CHECKING:
     from notifications.models import Notification
@@ -100,7 +106,10 @@ def status_callback_url(notification: "Notification") -> str:
 
 def _failure(exc: Exception) -> ChannelError:
     """What a failed request to Twilio means for the message, worded for the delivery log."""
-    if isinstance(exc, requests.RequestException):  # timeouts and connection errors
+    if isinstance(exc, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError):
+        # Twilio had the request and did not answer in time: the SMS may exist.
+        return OutcomeUnknown(f"twilio did not answer: {type(exc).__name__}: {exc}")
+    if isinstance(exc, requests.RequestException):  # not connected: nothing reached Twilio
         return TemporaryFailure(f"twilio unreachable: {type(exc).__name__}: {exc}")
     if isinstance(exc, TwilioRestException):
         status, code, message = exc.status, exc.code, exc.msg
@@ -157,26 +166,29 @@ class SmsChannel(Channel):
         return message.sid
 
     def confirm_sent(self, notification: "Notification") -> str | None:
-        """The sid of a message Twilio has from us to this number with this body, if any.
+        """The sid of a message Twilio has from us to this number with this body, made since
+        the notification was written, if any.
 
-        Twilio filters on the day a message was sent (UTC), so the search starts the day before
-        the notification was last touched. A message whose sid another notification already
-        holds (an identical text sent earlier) is not this one. Any failure to ask is
-        temporary: the question is asked again.
+        The newest messages to the number are read without a date filter: Twilio's DateSent
+        filter misses a message still waiting in its queue (not sent yet), which is exactly
+        the one a sender that died or timed out may have left. A message whose sid another
+        notification already holds (an identical text sent earlier) is not this one. Any
+        failure to ask is temporary: the question is asked again.
         """
-        since = (notification.updated_at.astimezone(UTC) - timedelta(days=1)).date()
+        since = notification.created_at - timedelta(minutes=5)  # our clock and Twilio's may differ
         try:
             messages = twilio_client().messages.list(
-                to=notification.address,
-                from_=settings.TWILIO_FROM_NUMBER,
-                date_sent_after=since.isoformat(),
-                limit=50,
+                to=notification.address, from_=settings.TWILIO_FROM_NUMBER, limit=50
             )
         except (TwilioException, requests.RequestException) as exc:
             raise TemporaryFailure(str(_failure(exc))) from exc
         from notifications.models import Notification  # here: channels may be imported before apps are ready
 
-        candidates = [m.sid for m in messages if m.body == notification.body]
+        candidates = [
+            m.sid
+            for m in messages
+            if m.body == notification.body and (m.date_created is None or m.date_created >= since)
+        ]
         if not candidates:
             return None
         taken = set(

@@ -92,6 +92,8 @@ def test_preferences_default_then_change_with_checks():
         {"channels": {"transactional": ["fax"]}},
         {"channels": {"spam": ["email"]}},
         {"timezone": "Mars/Olympus"},
+        {"timezone": "Europe"},  # a folder of the zone database, not a zone
+        {"timezone": "a" * 300},
         {"quiet_hours_start": None, "quiet_hours_end": "07:00"},
     ):
         response = api.patch("/api/notifications/preferences", bad, format="json")

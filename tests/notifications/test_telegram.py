@@ -416,6 +416,7 @@ def test_a_malformed_update_is_answered_not_crashed_on(fake, client):
         {"update_id": 2, "message": {"chat": "x", "text": "/start abc"}},
         {"update_id": 3, "message": {"chat": {"id": 1, "type": "private"}, "text": 5}},
         {"update_id": 4, "my_chat_member": {"chat": {"id": CHAT}, "new_chat_member": None}},
+        {"update_id": 6, "my_chat_member": {"chat": {"id": CHAT}, "new_chat_member": "kicked"}},
         {"update_id": 5, "my_chat_member": {"chat": {"id": True}, "new_chat_member": {"status": "kicked"}}},
     ):
         assert post_update(client, update).status_code == 200
