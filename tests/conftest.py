@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -14,11 +15,13 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
+from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
 from config.celery import app as celery_app
+from core.queues import QUEUE_NAMES
 
 
 def wait_for(
@@ -32,6 +35,28 @@ def wait_for(
             return result
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or condition}")
+
+
+def _quiesce(worker, timeout: float = 15.0) -> None:
+    """Stop taking tasks and let the running ones finish.
+
+    The test worker stops with a cold shutdown, and its threads cannot be stopped: a task
+    still running (e.g. a notification of the test's last event) would go on writing while
+    the test's database teardown truncates the tables, and the two deadlock. What it had
+    taken but not started goes back to RabbitMQ, unacknowledged.
+    """
+    cancelled = threading.Event()
+
+    def cancel() -> None:  # on the worker's own event loop, where its consumer lives
+        for queue in QUEUE_NAMES:  # not cancel_task_queue(): that deselects the queue in the shared app
+            worker.consumer.task_consumer.cancel_by_queue(queue)
+        cancelled.set()
+
+    worker.hub.call_soon(cancel)
+    cancelled.wait(5)
+    deadline = time.monotonic() + timeout
+    while worker_state.active_requests and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -52,7 +77,10 @@ def running_worker():
         # The event loop sleeps until its next timer (up to 10 s) and only then sees the
         # request to stop: a 0.2 s timer makes the teardown prompt.
         worker.hub.call_repeatedly(0.2, lambda: None)
-        yield worker
+        try:
+            yield worker
+        finally:
+            _quiesce(worker)
 
 
 @pytest.fixture
