@@ -123,7 +123,9 @@ def _recipients(spec: RuleSpec, context: MessageContext) -> list[_Recipient]:
         return [*people, _Recipient(STAFF_CHAT, None, None)]
     if context.customer_id is None:
         return []
-    user = User.objects.select_related("notification_preference").filter(pk=context.customer_id).first()
+    user = context.values.get("customer")  # read by the context with its preference
+    if getattr(user, "pk", None) != context.customer_id:
+        user = User.objects.select_related("notification_preference").filter(pk=context.customer_id).first()
     if user is None or not user.is_active:
         return []
     return [_Recipient(f"user:{user.pk}", user, preference_of(user))]
@@ -149,32 +151,18 @@ def notifications_for_event(event: events.Event, *, now: datetime | None = None)
     if not specs:
         return []
     stored = _rule_settings(specs)
+    active = [(spec, stored.get(spec.key)) for spec in specs]
+    active = [(spec, row) for spec, row in active if row is None or row.enabled]
+    if not active:
+        return []
+    context, context_error = _context(event)
     rows: list[Notification] = []
-    for spec in specs:
-        row = stored.get(spec.key)
-        if row is not None and not row.enabled:
-            continue
+    for spec, row in active:
         channels = [c for c in (row.channels if row else spec.channels) if c in CHANNELS]
         template = row.template if row else spec.template
         event_id = event.id
         if spec.group is not None:  # staff hear about one kind of failure once an hour
             event_id = uuid.uuid5(GROUP_NAMESPACE, f"{spec.key}:{spec.group(event.data)}:{now:%Y%m%d%H}")
-        try:
-            context = context_for(event.type, event.data)
-        except ContextError as exc:  # e.g. the object is gone: each message fails, with the reason
-            logger.error(
-                "notification context failed",
-                extra={"rule": spec.key, "event_id": str(event.id), "error": str(exc)},
-            )
-            customer_id = event.data.get("customer_id")
-            context = MessageContext(
-                customer_id=customer_id if isinstance(customer_id, int) else None,
-                values={},
-                timezone=settings.TIME_ZONE,
-            )
-            context_error = f"context: {exc}"
-        else:
-            context_error = ""
         recipients = _recipients(spec, context)
         for recipient in recipients:
             for channel_name in channels:
@@ -184,6 +172,20 @@ def notifications_for_event(event: events.Event, *, now: datetime | None = None)
                     )
                 )
     return _store(rows, event)
+
+
+def _context(event: events.Event) -> tuple[MessageContext, str]:
+    """The templates' context (once per event, whatever its rules), and the error if there is
+    none (e.g. the object is gone: each message then fails with that reason)."""
+    try:
+        return context_for(event.type, event.data), ""
+    except ContextError as exc:
+        logger.error("notification context failed", extra={"event_id": str(event.id), "error": str(exc)})
+        customer_id = event.data.get("customer_id")
+        customer_id = customer_id if isinstance(customer_id, int) else None
+        return MessageContext(
+            customer_id=customer_id, values={}, timezone=settings.TIME_ZONE
+        ), f"context: {exc}"
 
 
 def _message(spec, event, event_id, template, context, context_error, recipient, channel_name, now):
