@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 
@@ -66,15 +67,21 @@ def _missing(what: str, key: object) -> ContextError:
     return ContextError(f"{what} {key!r} named by the event does not exist")
 
 
+def _named(queryset: QuerySet, what: str, **lookup: object) -> Any:
+    """The one row the event names, or a ContextError saying which is missing."""
+    found = queryset.filter(**lookup).first()
+    if found is None:
+        raise _missing(what, next(iter(lookup.values())))
+    return found
+
+
 # --- Per kind of event: values, and the timezone the message shows times in (None: the reader's)
 Values = tuple[dict[str, Any], str | None]
 
 
 def _order(data: Mapping[str, Any]) -> Values:
     number = data.get("number") or data.get("order_id")
-    order = Order.objects.select_related("payment").prefetch_related("lines").filter(number=number).first()
-    if order is None:
-        raise _missing("order", number)
+    order = _named(Order.objects.select_related("payment").prefetch_related("lines"), "order", number=number)
     lines = [
         {
             "name": line.name,
@@ -101,9 +108,7 @@ def _order(data: Mapping[str, Any]) -> Values:
 
 def _booking(data: Mapping[str, Any]) -> Values:
     public_id = data.get("booking_id")
-    booking = Booking.objects.select_related("resource", "service").filter(public_id=public_id).first()
-    if booking is None:
-        raise _missing("booking", public_id)
+    booking = _named(Booking.objects.select_related("resource", "service"), "booking", public_id=public_id)
     total = _decimal(data.get("amount_total")) or booking.amount_total
     due = _decimal(data.get("amount_due")) or booking.amount_due
     payment_status = data.get("payment_status") or booking.payment_status
@@ -130,14 +135,8 @@ def _booking(data: Mapping[str, Any]) -> Values:
 
 def _toybox(data: Mapping[str, Any]) -> Values:
     public_id = data.get("toybox_id")
-    toybox = (
-        Toybox.objects.select_related("child", "invoice", "subscription__plan")
-        .prefetch_related("items")
-        .filter(public_id=public_id)
-        .first()
-    )
-    if toybox is None:
-        raise _missing("toybox", public_id)
+    boxes = Toybox.objects.select_related("child", "invoice", "subscription__plan").prefetch_related("items")
+    toybox = _named(boxes, "toybox", public_id=public_id)
     return {
         "toybox": toybox,
         "child": toybox.child.name,
@@ -155,9 +154,7 @@ def _toybox(data: Mapping[str, Any]) -> Values:
 def _invoice(data: Mapping[str, Any]) -> Values:
     number = data.get("invoice_id")
     invoices = Invoice.objects.select_related("subscription__plan", "subscription__child")
-    invoice = invoices.filter(number=number).first()
-    if invoice is None:
-        raise _missing("invoice", number)
+    invoice = _named(invoices, "invoice", number=number)
     return {
         "invoice": invoice,
         "number": invoice.number,
@@ -177,9 +174,9 @@ def _invoice(data: Mapping[str, Any]) -> Values:
 
 def _subscription(data: Mapping[str, Any]) -> Values:
     public_id = data.get("subscription_id")
-    subscription = Subscription.objects.select_related("plan", "child").filter(public_id=public_id).first()
-    if subscription is None:
-        raise _missing("subscription", public_id)
+    subscription = _named(
+        Subscription.objects.select_related("plan", "child"), "subscription", public_id=public_id
+    )
     reason = data.get("reason", "")
     return {
         "subscription": subscription,
@@ -255,9 +252,7 @@ def _dead_letter(data: Mapping[str, Any]) -> Values:
 
 def _notification(data: Mapping[str, Any]) -> Values:
     public_id = data.get("notification_id")
-    notification = Notification.objects.select_related("user").filter(public_id=public_id).first()
-    if notification is None:
-        raise _missing("notification", public_id)
+    notification = _named(Notification.objects.select_related("user"), "notification", public_id=public_id)
     keys = ("notification_id", "event_id", "event_type", "rule", "channel", "audience", "error", "attempts")
     return {
         "failed": {key: data.get(key) for key in keys},

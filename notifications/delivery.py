@@ -178,21 +178,24 @@ def _retry_or_fail(notification: Notification, error: str, retry_after: float | 
     if _record(notification, status=Status.QUEUED, last_error=error[:4000], not_before=due) and (
         delay <= COUNTDOWN_LIMIT_SECONDS
     ):
-        from notifications.tasks import deliver as deliver_task
-
-        deliver_task.apply_async((notification.pk,), countdown=delay)
+        _send_task(notification.pk, countdown=delay)
     return "retry"
+
+
+def _send_task(notification_id: int, countdown: float | None = None) -> None:
+    from notifications.tasks import deliver as deliver_task  # here: tasks imports this module
+
+    deliver_task.apply_async((notification_id,), countdown=countdown)
 
 
 def dispatch(notification_ids: list[int]) -> None:
     """Send each after the current transaction commits (a lost dispatch is the sweep's)."""
     if not notification_ids:
         return
-    from notifications.tasks import deliver as deliver_task
 
     def send() -> None:
         for pk in notification_ids:
-            deliver_task.delay(pk)
+            _send_task(pk)
 
     transaction.on_commit(send, robust=True)
 
@@ -209,10 +212,8 @@ def sweep(*, now: datetime | None = None, limit: int = 1000) -> int:
     ids = list(
         Notification.objects.filter(stuck | waiting).order_by("pk").values_list("pk", flat=True)[:limit]
     )
-    from notifications.tasks import deliver as deliver_task
-
     for pk in ids:
-        deliver_task.delay(pk)
+        _send_task(pk)
     return len(ids)
 
 

@@ -135,9 +135,7 @@ def _address(channel_name: str, recipient: _Recipient) -> str:
     channel = CHANNELS[channel_name]
     if recipient.user is None:
         return channel.staff_address()
-    if channel_name == "telegram":
-        return recipient.preference.telegram_chat_id if recipient.preference else ""
-    return channel.address(recipient.user)
+    return channel.address(recipient.user, recipient.preference)
 
 
 def _rule_settings(specs: list[RuleSpec]) -> dict[str, Rule]:

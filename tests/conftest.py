@@ -54,9 +54,9 @@ def _quiesce(worker, timeout: float = 15.0) -> None:
 
     worker.hub.call_soon(cancel)
     cancelled.wait(5)
-    deadline = time.monotonic() + timeout
-    while worker_state.active_requests and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(
+        lambda: not worker_state.active_requests, timeout=timeout, what="the worker's running tasks to end"
+    )
 
 
 @contextlib.contextmanager

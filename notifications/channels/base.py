@@ -50,8 +50,11 @@ class Channel:
         """Credentials are set: without them the channel is skipped, not failed."""
         return True
 
-    def address(self, user) -> str:
-        """The user's address on this channel now, or "" (the channel is skipped for them)."""
+    def address(self, user, preference=None) -> str:
+        """The user's address on this channel now, or "" (the channel is skipped for them).
+
+        `preference`: the user's notifications.Preference when the caller has it already
+        (unsaved defaults if they have none), so that a channel reading it makes no query."""
         raise NotImplementedError
 
     def staff_address(self) -> str:

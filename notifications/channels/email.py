@@ -24,7 +24,7 @@ def message_id(notification) -> str:
 class EmailChannel(Channel):
     name = "email"
 
-    def address(self, user) -> str:
+    def address(self, user, preference=None) -> str:
         return user.email or ""
 
     def send(self, notification) -> str:

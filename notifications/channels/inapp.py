@@ -7,7 +7,7 @@ class InAppChannel(Channel):
     name = "inapp"
     external = False
 
-    def address(self, user) -> str:
+    def address(self, user, preference=None) -> str:
         return str(user.pk) if user.is_active else ""
 
     def send(self, notification) -> str:

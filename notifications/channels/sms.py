@@ -150,7 +150,7 @@ class SmsChannel(Channel):
             settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN and settings.TWILIO_FROM_NUMBER
         )
 
-    def address(self, user) -> str:
+    def address(self, user, preference=None) -> str:
         return user.phone or ""
 
     def send(self, notification: "Notification") -> str:

@@ -95,7 +95,9 @@ class TelegramChannel(Channel):
     def configured(self) -> bool:
         return bool(settings.TELEGRAM_BOT_TOKEN)
 
-    def address(self, user) -> str:
+    def address(self, user, preference=None) -> str:
+        if preference is not None:
+            return preference.telegram_chat_id
         chat_id = (
             Preference.objects.filter(user_id=user.pk).values_list("telegram_chat_id", flat=True).first()
         )

@@ -158,11 +158,9 @@ def test_quiet_hours_hold_sms_until_morning_in_the_customers_timezone(channels, 
 def _swept(now: datetime) -> list[int]:
     from unittest import mock
 
-    from notifications import tasks
-
-    with mock.patch.object(tasks.deliver, "delay") as delay:
+    with mock.patch.object(delivery, "_send_task") as send:
         delivery.sweep(now=now)
-    return [call.args[0] for call in delay.call_args_list]
+    return [call.args[0] for call in send.call_args_list]
 
 
 def test_quiet_hours_span_midnight_and_clear():
