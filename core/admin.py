@@ -1,9 +1,136 @@
-from django.contrib import admin, messages
-from django.utils.timezone import now
+from collections.abc import Callable
+from functools import wraps
 
+from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.timezone import now
+from django_object_actions import DjangoObjectActions
+from django_object_actions import action as _object_action
+from import_export.admin import ExportMixin
+
+from core.errors import ApplicationError
 from core.events.maintenance import ReplayError, dead_letter_replay
 from core.events.relay import outbox_lag_seconds
 from core.models import DeadLetter, Heartbeat, OutboxEvent, ProcessedEvent
+from core.money import MoneyError, exponent
+
+
+def money_display(amount, currency: str) -> str:
+    """`amount` with its currency's minor digits and thousands separators: "1,250.00 NGN", "37 JPY"."""
+    if amount is None:
+        return "-"
+    try:
+        digits = exponent(currency)
+    except MoneyError:
+        return f"{amount} {currency}"
+    return f"{amount:,.{digits}f} {currency}"
+
+
+def object_action(
+    *,
+    label: str,
+    description: str = "",
+    permission: str = "change",
+    form: bool = False,
+    shown: Callable[[object], bool] | None = None,
+):
+    """A button on an object's page (django-object-actions) that calls a service.
+
+    - `permission`: the model permission the staff member needs ("change" by default; any
+      codename of the model, e.g. "replay"); checked when the button is drawn and again when
+      it is pressed.
+    - `form=False`: the button posts at once (never a GET with an effect). `form=True`: the
+      button opens a page (GET) where the method renders its form or confirmation with
+      `confirm_page`, and the POST of that page does the work; every action that moves money
+      is a form, so it asks first.
+    - `shown(obj)`: draw the button only when it can apply (a paid payment can be refunded...).
+      The service still decides: a refusal is shown as a message, never a crash.
+
+    The method takes (self, request, obj) and returns None (back to the object's page) or a
+    response.
+    """
+
+    def decorator(func):
+        @wraps(func)
+        def run(self, request, obj):
+            if not self.has_action_permission(request, permission):
+                raise PermissionDenied
+            return func(self, request, obj)
+
+        run.action_permission = permission
+        run.action_shown = shown
+        return _object_action(
+            run,
+            label=label,
+            description=description or label,
+            methods=("GET", "POST") if form else ("POST",),
+            button_type="a" if form else "form",
+        )
+
+    return decorator
+
+
+class ObjectActionsAdmin(DjangoObjectActions, admin.ModelAdmin):
+    """A model admin whose object pages carry buttons (`object_action`) that call services.
+
+    `run_service` shows the service's refusal (an ApplicationError) as an error message and
+    its success as a success message; `confirm_page` asks before an action that moves money
+    or cannot be undone, with an optional form (amount, reason...).
+    """
+
+    change_actions: tuple[str, ...] = ()
+
+    def has_action_permission(self, request, permission: str) -> bool:
+        codename = get_permission_codename(permission, self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    def get_change_actions(self, request, object_id, form_url):
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            return []
+        names = []
+        for name in self.change_actions:
+            method = getattr(self, name)
+            if not self.has_action_permission(request, method.action_permission):
+                continue
+            if method.action_shown is not None and not method.action_shown(obj):
+                continue
+            names.append(name)
+        return names
+
+    def run_service(self, request, call: Callable[[], object], done: str | Callable[[object], str]):
+        """Call the service; its refusal becomes an error message, its result a success message."""
+        try:
+            result = call()
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return None
+        self.message_user(request, done(result) if callable(done) else done, messages.SUCCESS)
+        return result
+
+    def confirm_page(self, request, obj, *, title: str, button: str, warning: str = "", form=None):
+        """The page that asks before the action: what it does, its form if any, Yes and Cancel."""
+        opts = self.opts
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": opts,
+            "app_label": opts.app_label,
+            "object": obj,
+            "title": title,
+            "button": button,
+            "warning": warning,
+            "form": form,
+            "back_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
+        }
+        return TemplateResponse(request, "admin/core/confirm_action.html", context)
+
+
+class ExportableAdmin(ExportMixin, ObjectActionsAdmin):
+    """ObjectActionsAdmin with an Export button on the list: the filtered rows as CSV
+    (django-import-export; set `resource_classes` to the columns the accountant needs)."""
 
 
 class ReadOnlyInline(admin.TabularInline):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from import_export.formats.base_formats import CSV
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -35,6 +36,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from here, not from a CDN
     "django_celery_beat",
+    "django_object_actions",  # buttons on an object's admin page (core.admin.object_action)
+    "import_export",  # CSV exports of the lists the accountant needs
     "core",
     "accounts",
     "payments",
@@ -340,6 +343,11 @@ CATALOGUE_CACHE_SECONDS = env.int("CATALOGUE_CACHE_SECONDS", default=300)  # 0: 
 
 # --- Logging: one JSON line per record, with the request id or task id -----------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# --- Admin ------------------------------------------------------------------------------
+# Exports from the admin's lists are CSV (django-import-export); object buttons post.
+EXPORT_FORMATS = [CSV]
+DJANGO_OBJECT_ACTIONS_DEFAULT_HTTP_METHOD = "POST"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
