@@ -44,4 +44,4 @@ EXPOSE 8000 5555
 # SIGTERM from `docker stop` itself. Run one command per container; `a && b` needs
 # `--entrypoint /bin/sh -c` (as the compose migrate service does).
 ENTRYPOINT ["/bin/sh", "-c", "eval \"exec $*\"", "sh"]
-CMD ["gunicorn config.wsgi --bind ${WEB_BIND:-127.0.0.1}:${WEB_PORT:-8000} --workers ${WEB_CONCURRENCY:-4} --timeout 30 --access-logfile -"]
+CMD ["gunicorn -c gunicorn.conf.py config.wsgi"]

@@ -35,6 +35,19 @@ __all__ = [
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
+# Housekeeping that runs every minute or more often: it sends no task events (Flower would show
+# little else) and its routine "received"/"succeeded" lines are DEBUG (core.logging.QuietTasksFilter).
+# Results are ignored by every task (task_ignore_result).
+QUIET_TASKS = (
+    "core.heartbeat",
+    "core.events.sweep",
+    "payments.webhooks_sweep",
+    "payments.expire_overdue",
+    "orders.expire_overdue",
+    "bookings.expire_holds",
+    "notifications.sweep",
+)
+
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
@@ -74,6 +87,7 @@ app.conf.update(
         }
         | {"core.events.*": {"queue": "events"}}
     ],
+    task_annotations={name: {"send_events": False} for name in QUIET_TASKS},
     beat_scheduler="django_celery_beat.schedulers:DatabaseScheduler",
     timezone="UTC",
 )

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 
 from core.api import RedocView, SchemaView, SwaggerView, no_endpoint
 from core.health import healthz, readyz
+from core.metrics import metrics_view
 from payments.views import sandbox_pay
 
 admin.site.site_header = f"{settings.PROJECT_NAME} administration"
@@ -13,6 +14,7 @@ admin.site.index_title = settings.PROJECT_NAME
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("pay/sandbox/<str:reference>", sandbox_pay, name="sandbox-pay"),
     path("api/schema/", SchemaView.as_view(), name="schema"),

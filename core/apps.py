@@ -21,8 +21,10 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         from core import logging as core_logging
+        from core import metrics
 
         core_logging.connect_celery_signals()
+        metrics.connect_celery_signals()  # task retries and failures, counted in Redis
         # After Django's own close_old_connections (connected when django.db was imported).
         request_started.connect(_trust_recent_connections, dispatch_uid="core.db.trust_recent")
         request_finished.connect(_mark_connections_used, dispatch_uid="core.db.mark_used")

@@ -4,6 +4,9 @@ from django.utils import timezone
 
 from core.models import Heartbeat
 
+# The probe beat sends every 30 s (config/periodic.py); readiness checks its age (core.health).
+BEAT_HEARTBEAT = "beat"
+
 
 def heartbeat_record(*, name: str) -> Heartbeat:
     """Record that the probe `name` reached a worker now (an upsert; safe to repeat)."""

@@ -21,4 +21,8 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self) -> None:
+        from core import metrics
+        from notifications.metrics import collect
+
         post_migrate.connect(rules_install, sender=self, dispatch_uid="notifications.rules_install")
+        metrics.register("notifications", collect)

@@ -23,13 +23,22 @@ logger = logging.getLogger(__name__)
 
 
 def payments_reverify_stale() -> int:
-    """Queue a verification of payments pending longer than PAYMENT_REVERIFY_AFTER_MINUTES.
+    """Queue a verification of each payment `payments_stale_take` gives (beat's pass)."""
+    ids = payments_stale_take()
+    for payment_id in ids:
+        current_app.send_task("payments.payment_verify", args=[payment_id])
+    return len(ids)
+
+
+def payments_stale_take() -> list[int]:
+    """The payments to verify again now: pending longer than PAYMENT_REVERIFY_AFTER_MINUTES.
 
     At most PAYMENT_REVERIFY_BATCH per gateway per pass: a gateway's API rate limit is
-    respected however many payments are waiting.
+    respected however many payments are waiting. Beat queues a task for each; `manage.py
+    payments reconcile` verifies them itself.
     """
     stale_before = timezone.now() - timedelta(minutes=settings.PAYMENT_REVERIFY_AFTER_MINUTES)
-    queued = 0
+    taken = []
     for gateway in GATEWAY_CLASSES:
         ids = list(
             Payment.objects.filter(
@@ -41,10 +50,8 @@ def payments_reverify_stale() -> int:
         )
         # Rotate: a payment still pending after its check goes to the back of the line.
         Payment.objects.filter(pk__in=ids).update(reverify_queued_at=timezone.now())
-        for payment_id in ids:
-            current_app.send_task("payments.payment_verify", args=[payment_id])
-            queued += 1
-    return queued
+        taken += ids
+    return taken
 
 
 def payments_expire_overdue(*, limit: int = 200) -> int:
@@ -129,12 +136,17 @@ def webhooks_sweep(*, older_than_seconds: float | None = None, limit: int = 500)
 
 def refunds_sweep(*, older_than_seconds: int = 120, limit: int = 200) -> int:
     """Send refunds reserved but never sent to the gateway (their task was lost after commit)."""
+    ids = refunds_unsent(older_than_seconds=older_than_seconds, limit=limit)
+    for refund_id in ids:
+        current_app.send_task("payments.refund_execute", args=[refund_id])
+    return len(ids)
+
+
+def refunds_unsent(*, older_than_seconds: int = 120, limit: int = 200) -> list[int]:
+    """Refunds reserved more than `older_than_seconds` ago and never sent to the gateway."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    ids = list(
+    return list(
         Refund.objects.filter(status=Refund.Status.PENDING, sent_at__isnull=True, created_at__lt=cutoff)
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]
     )
-    for refund_id in ids:
-        current_app.send_task("payments.refund_execute", args=[refund_id])
-    return len(ids)

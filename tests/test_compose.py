@@ -22,6 +22,7 @@ DOCKERIGNORE_PATH = ROOT / ".dockerignore"
 ENV_EXAMPLE_PATH = ROOT / ".env.example"
 PROCFILE_PATH = ROOT / "Procfile"
 FLOWERCONFIG_PATH = ROOT / "flowerconfig.py"
+GUNICORN_CONFIG_PATH = ROOT / "gunicorn.conf.py"
 SETTINGS_DIR = ROOT / "config" / "settings"
 
 INFRA_SERVICES = ("postgres", "rabbitmq", "redis")
@@ -134,6 +135,10 @@ def prod_required() -> set[str]:
 
 def flower_reads() -> set[str]:
     return set(OS_ENVIRON_READ.findall(FLOWERCONFIG_PATH.read_text()))
+
+
+def gunicorn_reads() -> set[str]:
+    return set(OS_ENVIRON_READ.findall(GUNICORN_CONFIG_PATH.read_text()))
 
 
 def environment(svc: dict) -> dict[str, str]:
@@ -469,14 +474,19 @@ def test_every_interpolated_variable_is_set_by_the_env_file_template():
 
 # --- .env.example --------------------------------------------------------------------------
 def test_env_example_names_only_variables_something_reads():
-    known = settings_reads() | flower_reads() | compose_variable_names()
+    known = settings_reads() | flower_reads() | gunicorn_reads() | compose_variable_names()
     unknown = set(env_example()) - known
-    assert not unknown, f".env.example names {sorted(unknown)}, read by no setting, flowerconfig or compose"
+    assert not unknown, (
+        f".env.example names {sorted(unknown)}, read by no setting, flowerconfig, gunicorn.conf.py or compose"
+    )
 
 
-def test_env_example_documents_every_variable_the_settings_and_flower_read():
-    reads = settings_reads() | flower_reads()
+def test_env_example_documents_every_variable_the_settings_flower_and_gunicorn_read():
+    reads = settings_reads() | flower_reads() | gunicorn_reads()
     assert reads >= PROD_REQUIRED | FLOWER_REQUIRED, "the settings regex no longer finds the reads"
+    assert gunicorn_reads() >= {"WEB_BIND", "WEB_PORT", "WEB_CONCURRENCY"}, (
+        "the regex misses gunicorn's reads"
+    )
     missing = reads - set(env_example())
     assert not missing, f".env.example does not document {sorted(missing)}"
 

@@ -11,6 +11,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from import_export.formats.base_formats import CSV
 
+from core.logging import QUIET_TASK_LOGGERS, json_formatter
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 # A local .env (written by `make run`, or by hand) is read unless DJANGO_READ_DOT_ENV=0;
@@ -24,6 +26,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    "console",  # the staff dashboard: before the admin, so its admin/index.html comes first
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -49,6 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.logging.RequestIdMiddleware",
+    "core.metrics.RequestMetricsMiddleware",  # request latency and responses by route (/metrics)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -308,8 +312,13 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
 # told to reuse it: reconnecting per task costs more than most tasks. Closed every N tasks.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
 RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", default="")
+# Bearer token Prometheus sends to GET /metrics (core.metrics); empty: only staff sessions
+# may read it, and anyone else gets a 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # The periodic tasks `manage.py setup_periodic_tasks` installs (core.periodic.PeriodicTaskSpec).
 PERIODIC_TASKS = "config.periodic.PERIODIC_TASKS"
+# /readyz answers 503 when no worker has recorded beat's heartbeat (every 30 s) for this long.
+HEARTBEAT_STALE_SECONDS = env.int("HEARTBEAT_STALE_SECONDS", default=120)
 
 # --- Event backbone (core.events; see docs/events.md) ---------------------------------
 EVENTS_EXCHANGE = env("EVENTS_EXCHANGE", default="fulfil.events")  # durable topic exchange
@@ -351,14 +360,11 @@ DJANGO_OBJECT_ACTIONS_DEFAULT_HTTP_METHOD = "POST"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "core.logging.ContextFilter"}},
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s %(task_name)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        }
+    "filters": {
+        "context": {"()": "core.logging.ContextFilter"},
+        "quiet_tasks": {"()": "core.logging.QuietTasksFilter"},
     },
+    "formatters": {"json": json_formatter()},  # gunicorn.conf.py uses it too
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]},
     },
@@ -369,6 +375,8 @@ LOGGING = {
         "kombu": {"level": "WARNING"},
         "twilio.http_client": {"level": "WARNING"},  # a line per request, with the recipient's number
         "urllib3": {"level": "INFO"},  # at DEBUG it logs request lines: Telegram's carry the bot token
+        # The frequent housekeeping tasks' "received"/"succeeded"/"Sending due task" lines at DEBUG.
+        **{name: {"filters": ["quiet_tasks"]} for name in QUIET_TASK_LOGGERS},
     },
 }
 
@@ -419,3 +427,12 @@ TELEGRAM_STAFF_CHAT_ID = env("TELEGRAM_STAFF_CHAT_ID", default="")
 TELEGRAM_API_URL = env("TELEGRAM_API_URL", default="https://api.telegram.org")
 TELEGRAM_TIMEOUT_SECONDS = env.float("TELEGRAM_TIMEOUT_SECONDS", default=10.0)
 TELEGRAM_LINK_MINUTES = env.int("TELEGRAM_LINK_MINUTES", default=30)  # a deep link's token is valid this long
+
+# --- Errors to Sentry (config/sentry.py): off unless SENTRY_DSN is set ----------------------
+SENTRY_DSN = env("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env("SENTRY_ENVIRONMENT", default="")  # empty: Sentry's "production"
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)  # share of requests traced
+
+from config.sentry import sentry_init  # noqa: E402 - last: every process loads the settings
+
+sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)

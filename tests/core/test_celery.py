@@ -131,8 +131,8 @@ def test_an_expired_periodic_task_is_dropped_by_the_worker_never_dead_lettered()
     app.control.purge()
     _drain(dead_letter_queue("events"))
     call_command("setup_periodic_tasks", stdout=StringIO())
-    PeriodicTask.objects.filter(name="core.events.sweep").update(expire_seconds=1)
-    entry = ModelEntry(PeriodicTask.objects.get(name="core.events.sweep"), app=app)
+    PeriodicTask.objects.filter(task="core.events.sweep").update(expire_seconds=1)
+    entry = ModelEntry(PeriodicTask.objects.get(task="core.events.sweep"), app=app)
     revoked, started = {}, set()
 
     def on_revoked(request=None, expired=None, **kwargs):

@@ -87,6 +87,7 @@ class BeatProcess:
             "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
             "DJANGO_READ_DOT_ENV": "0",
             "PYTHONPATH": str(settings.BASE_DIR),
+            "LOG_LEVEL": "DEBUG",  # "Sending due task" of the frequent (quiet) tasks is a DEBUG line
         }
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(

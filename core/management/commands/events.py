@@ -11,6 +11,7 @@ from core.events.maintenance import ReplayError, dead_letter_replay
 from core.events.relay import outbox_lag_seconds, relay_run
 from core.events.sinks import events_exchange
 from core.models import DeadLetter
+from core.progress import progress
 
 
 class Command(BaseCommand):
@@ -39,14 +40,15 @@ class Command(BaseCommand):
             if missing:
                 raise CommandError(f"no unresolved dead letter with id {sorted(missing)}")
         count = 0
-        for pk in letters.values_list("pk", flat=True):
+        bar = progress(list(letters.values_list("pk", flat=True)), label="dead letters", stream=self.stdout)
+        for pk in bar:
             try:
                 letter = dead_letter_replay(dead_letter_id=pk)
             except ReplayError as exc:
-                self.stderr.write(f"#{pk}: {exc}")
+                bar.write(f"#{pk}: {exc}", stream=self.stderr)
                 continue
             count += 1
-            self.stdout.write(f"#{pk}: {letter.event_type} {letter.event_id} -> {letter.subscriber} queued")
+            bar.write(f"#{pk}: {letter.event_type} {letter.event_id} -> {letter.subscriber} queued")
         self.stdout.write(f"{count} dead letters replayed; each resolves when its subscriber succeeds")
 
     def handle_tail(self, *, pattern, limit, timeout, **options):

@@ -7,6 +7,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.module_loading import module_has_submodule
 
+from core.progress import progress
+
 
 class Command(BaseCommand):
     help = "Load demo data and the demo staff user (development only; idempotent)."
@@ -34,6 +36,11 @@ class Command(BaseCommand):
         self.stdout.write(f"demo staff user:    {email} / {password}")
         self.stdout.write(f"demo customer user: customer@example.com / {password}")
         # Each app may bring its own demo data: a `demo.py` with `load(stdout)`, idempotent.
-        for app_config in apps.get_app_configs():
-            if module_has_submodule(app_config.module, "demo"):
-                import_module(f"{app_config.name}.demo").load(stdout=self.stdout)
+        loaders = [
+            import_module(f"{app_config.name}.demo")
+            for app_config in apps.get_app_configs()
+            if module_has_submodule(app_config.module, "demo")
+        ]
+        bar = progress(loaders, label="demo data", stream=self.stdout)
+        for loader in bar:
+            loader.load(stdout=bar)

@@ -1,11 +1,19 @@
 """`manage.py subscriptions renew [--dry-run]`: the renewal pass, on demand, in this process."""
 
+from collections.abc import Iterable, Iterator
+
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from core.progress import progress
 from payments.errors import GatewayUnreachable
 from subscriptions import services
 from subscriptions.services.renewals import due_invoices, due_subscriptions
+
+
+def _each(batches: Iterable[list[int]]) -> Iterator[int]:
+    for ids in batches:
+        yield from ids
 
 
 class Command(BaseCommand):
@@ -23,8 +31,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, action: str, dry_run: bool = False, batch: int = 500, **options):
         now = timezone.now()
+        subscriptions = sum(len(ids) for ids in due_subscriptions(now, batch))
         if dry_run:
-            subscriptions = sum(len(ids) for ids in due_subscriptions(now, batch))
             invoices = sum(len(ids) for ids in due_invoices(now, batch))
             self.stdout.write(
                 f"due now: {subscriptions} subscriptions to renew, {invoices} invoices to charge again"
@@ -40,16 +48,16 @@ class Command(BaseCommand):
                 outcome = "gateway unreachable (beat tries again)"
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
-        for ids in due_subscriptions(now, batch):
-            for subscription_id in ids:
-                invoice = services.subscription_renew(
-                    subscription_id=subscription_id, now=now, send_charge=False
-                )
-                if invoice is not None:
-                    renewed += 1
-                    charge(invoice.pk, first=True)  # this process charges it, no task
-        for ids in due_invoices(now, batch):
-            for invoice_id in ids:
-                charge(invoice_id, first=False)
+        due = _each(due_subscriptions(now, batch))
+        for subscription_id in progress(due, total=subscriptions, label="subscriptions", stream=self.stdout):
+            invoice = services.subscription_renew(subscription_id=subscription_id, now=now, send_charge=False)
+            if invoice is not None:
+                renewed += 1
+                charge(invoice.pk, first=True)  # this process charges it, no task
+        # Counted now: the renewals above may have left invoices due again (a gateway away).
+        invoices = sum(len(ids) for ids in due_invoices(now, batch))
+        again = _each(due_invoices(now, batch))
+        for invoice_id in progress(again, total=invoices, label="invoices due again", stream=self.stdout):
+            charge(invoice_id, first=False)
         summary = ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())) or "none charged"
         self.stdout.write(f"renewed {renewed} subscriptions; invoices: {summary}")
