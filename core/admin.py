@@ -1,18 +1,20 @@
 from collections.abc import Callable
 from functools import wraps
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.timesince import timesince
 from django.utils.timezone import now
 from django_object_actions import DjangoObjectActions
 from django_object_actions import action as _object_action
 from import_export.admin import ExportMixin
 
 from core.errors import ApplicationError
-from core.events.maintenance import ReplayError, dead_letter_replay
+from core.events.maintenance import ReplayError, dead_letter_dismiss, dead_letter_replay
 from core.events.relay import outbox_lag_seconds
 from core.models import DeadLetter, Heartbeat, OutboxEvent, ProcessedEvent
 from core.money import MoneyError, exponent
@@ -132,6 +134,11 @@ class ExportableAdmin(ExportMixin, ObjectActionsAdmin):
     """ObjectActionsAdmin with an Export button on the list: the filtered rows as CSV
     (django-import-export; set `resource_classes` to the columns the accountant needs)."""
 
+    def has_export_permission(self, request):
+        # import-export lets any staff member export unless told otherwise: whoever may not
+        # see the list may not download it either.
+        return self.has_view_permission(request)
+
 
 class ReadOnlyInline(admin.TabularInline):
     """Rows shown with their parent (a ledger, an audit trail): staff look, they do not edit."""
@@ -163,7 +170,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Heartbeat)
 class HeartbeatAdmin(ReadOnlyAdmin):
-    list_display = ["name", "last_seen", "count"]
+    list_display = ["name", "last_seen", "age", "count"]
+
+    @admin.display(description="seen", ordering="-last_seen")
+    def age(self, beat: Heartbeat) -> str:
+        """How long ago, in words: beat sends one every 30 s, so minutes mean something is down."""
+        seconds = (now() - beat.last_seen).total_seconds()
+        return f"{seconds:.0f} s ago" if seconds < 120 else f"{timesince(beat.last_seen)} ago"
 
 
 @admin.register(OutboxEvent)
@@ -189,21 +202,57 @@ class ProcessedEventAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
+class DismissForm(forms.Form):
+    note = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why its event needs no effect (kept in the log with your name).",
+    )
+
+
+def _unresolved(letter: DeadLetter) -> bool:
+    return letter.resolved_at is None
+
+
 @admin.register(DeadLetter)
-class DeadLetterAdmin(ReadOnlyAdmin):
+class DeadLetterAdmin(ReadOnlyAdmin, ObjectActionsAdmin):
     list_display = [
+        "last_failed_at",
         "event_type",
         "subscriber",
-        "error",
+        "short_error",
         "attempts",
-        "last_failed_at",
         "replayed_at",
         "resolved_at",
     ]
-    list_filter = [("resolved_at", admin.EmptyFieldListFilter), "subscriber", "event_type"]
-    search_fields = ["event_id", "error"]
-    readonly_fields = [f.name for f in DeadLetter._meta.fields]
+    list_filter = [
+        ("resolved_at", admin.EmptyFieldListFilter),
+        "subscriber",
+        "event_type",
+        ("last_failed_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["event_id", "error", "subscriber"]
+    date_hierarchy = "last_failed_at"
+    fields = [
+        "event_type",
+        "event_id",
+        "subscriber",
+        "error",
+        "attempts",
+        "first_failed_at",
+        "last_failed_at",
+        "replayed_at",
+        "resolved_at",
+        "envelope",
+        "traceback",
+    ]
+    readonly_fields = fields
     actions = ["replay"]
+    change_actions = ("replay_letter", "dismiss_letter")
+
+    @admin.display(description="error")
+    def short_error(self, letter: DeadLetter) -> str:
+        return letter.error if len(letter.error) <= 120 else f"{letter.error[:119]}…"
 
     def has_replay_permission(self, request):
         return request.user.has_perm("core.replay_deadletter")
@@ -220,3 +269,44 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         self.message_user(
             request, f"{queued} dead letters sent to their subscribers again.", messages.SUCCESS
         )
+
+    @object_action(
+        label="Replay",
+        description="Send the event to its subscriber again; the letter resolves when it succeeds",
+        permission="replay",
+        shown=_unresolved,
+    )
+    def replay_letter(self, request, letter):
+        self.run_service(
+            request,
+            lambda: dead_letter_replay(dead_letter_id=letter.pk),
+            f"Sent to {letter.subscriber} again; this letter resolves when it succeeds.",
+        )
+
+    @object_action(
+        label="Dismiss…",
+        description="Resolve it without replaying: its event needs no effect",
+        permission="replay",
+        form=True,
+        shown=_unresolved,
+    )
+    def dismiss_letter(self, request, letter):
+        form = DismissForm(request.POST if request.method == "POST" else None)
+        if not form.is_valid():
+            return self.confirm_page(
+                request,
+                letter,
+                title=f"Dismiss the dead letter of {letter.subscriber}",
+                button="Yes, dismiss it",
+                warning=f"{letter.subscriber} will never handle {letter.event_type} {letter.event_id}: "
+                "whatever it was to do, someone does by hand or not at all.",
+                form=form,
+            )
+        note = form.cleaned_data["note"]
+        if self.run_service(
+            request,
+            lambda: dead_letter_dismiss(dead_letter_id=letter.pk, by=request.user.get_username(), note=note),
+            "Dismissed: resolved without a replay.",
+        ):
+            self.log_change(request, letter, f"Dismissed without a replay: {note}")
+        return None

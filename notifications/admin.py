@@ -5,12 +5,12 @@ customers' preferences."""
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyAdmin
+from core.admin import ObjectActionsAdmin, ReadOnlyAdmin, object_action
 from core.errors import ApplicationError
 from notifications import services
 from notifications.models import CHANNEL_NAMES, CHANNELS, MessageTemplate, Notification, Preference, Rule
@@ -19,7 +19,7 @@ from notifications.rules import RULES
 
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdmin):
+class NotificationAdmin(ObjectActionsAdmin, ReadOnlyAdmin):
     list_display = ["public_id", "created_at", "rule", "channel", "user", "address", "status", "attempts"]
     list_filter = ["status", "channel", "rule", "category", "critical", "language", "created_at"]
     search_fields = ["public_id", "address", "provider_id", "event_id", "user__email", "subject"]
@@ -27,9 +27,10 @@ class NotificationAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     list_select_related = ["user"]
     actions = ["resend"]
+    change_actions = ("resend_one",)
 
     def has_resend_permission(self, request) -> bool:
-        return request.user.has_perm("notifications.change_notification")
+        return self.has_action_permission(request, "change")
 
     @admin.action(description="Resend the selected messages (a new attempt each)", permissions=["resend"])
     def resend(self, request, queryset):
@@ -43,6 +44,21 @@ class NotificationAdmin(ReadOnlyAdmin):
             sent += 1
         if sent:
             self.message_user(request, f"{sent} sent again; each is a new row of the log.", messages.SUCCESS)
+
+    @object_action(
+        label="Resend",
+        description="Send this message again to the same address, as a new row of the log",
+        shown=lambda n: n.status not in (Notification.Status.QUEUED, Notification.Status.SENDING),
+    )
+    def resend_one(self, request, notification):
+        copy = self.run_service(
+            request,
+            lambda: services.notification_resend(notification=notification),
+            lambda c: f"Sent again as {c.public_id}.",
+        )
+        if copy is not None:
+            return redirect("admin:notifications_notification_change", copy.pk)
+        return None
 
 
 class RuleForm(forms.ModelForm):

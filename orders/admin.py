@@ -2,7 +2,8 @@
 
 Catalogue edits go through the admin's forms and then say so (`catalogue_changed`: the
 product.updated event and the cache invalidation) in the same transaction. Order statuses
-never change here directly: the actions call orders.services.
+never change here directly: the buttons on an order's page call orders.services, as the API
+does, and ask first where money or stock moves.
 """
 
 from django import forms
@@ -12,12 +13,13 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from core.admin import ReadOnlyInline
+from core.admin import ExportableAdmin, ReadOnlyAdmin, ReadOnlyInline, money_display, object_action
 from core.errors import ApplicationError
 from core.models import OutboxEvent
 from orders import services
 from orders.catalogue import catalogue_changed
 from orders.models import Category, Order, OrderAudit, OrderLine, Product, ProductImage, Variant
+from orders.resources import OrderResource
 from orders.stock import stock_low_check
 
 
@@ -175,8 +177,19 @@ class ProductAdmin(admin.ModelAdmin):
 
 class LineInline(ReadOnlyInline):
     model = OrderLine
-    fields = ["sku", "name", "unit_price", "quantity"]
+    fields = ["sku", "name", "price", "quantity", "line_total_display"]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("order")
+
+    @admin.display(description="unit price")
+    def price(self, line: OrderLine) -> str:
+        return money_display(line.unit_price, line.order.currency)
+
+    @admin.display(description="line total")
+    def line_total_display(self, line: OrderLine) -> str:
+        return money_display(line.line_total, line.order.currency)
 
 
 class AuditInline(ReadOnlyInline):
@@ -185,33 +198,72 @@ class AuditInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-def _run(modeladmin, request, queryset, service, done: str) -> None:
-    changed = 0
-    for order in queryset.order_by("pk"):
-        try:
-            service(order_id=order.pk, actor=f"staff {request.user.pk}")
-            changed += 1
-        except ApplicationError as exc:
-            modeladmin.message_user(request, f"{order.number}: {exc.message}", messages.ERROR)
-    if changed:
-        modeladmin.message_user(request, f"{changed} order(s) {done}.", messages.SUCCESS)
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, required=False, help_text="Kept in the order's audit trail.")
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(max_length=500, required=False, help_text="What was done, for the audit trail.")
+
+
+def confirmed(request, form_class):
+    """The form of the confirmation page, and whether it was posted valid (then the work is done)."""
+    form = form_class(request.POST if request.method == "POST" else None)
+    return form, request.method == "POST" and form.is_valid()
+
+
+def _actor(request) -> str:
+    return f"staff {request.user.pk}"
+
+
+def _late_payment_held(order: Order) -> bool:
+    return (
+        order.needs_attention
+        and order.status == Order.Status.EXPIRED
+        and order.stock_state == Order.Stock.RESERVED
+    )
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
-    list_display = ["number", "customer", "status", "total", "currency", "needs_attention", "created_at"]
-    list_filter = ["status", "needs_attention", "stock_state", "created_at"]
+class OrderAdmin(ExportableAdmin, ReadOnlyAdmin):
+    """Orders are changed only by their buttons (the services the API calls); the page is read-only.
+
+    A paid order is refunded from its payment's page (payments' refund button); the order then
+    follows payment.refunded.
+    """
+
+    resource_classes = [OrderResource]
+    list_display = [
+        "number",
+        "created_at",
+        "customer_link",
+        "total_display",
+        "status",
+        "paid_at",
+        "fulfilled_at",
+        "payment_link",
+        "needs_attention",
+    ]
+    list_filter = [
+        "status",
+        "needs_attention",
+        "stock_state",
+        ("currency", admin.AllValuesFieldListFilter),  # those in use, not every one the gateways take
+        "created_at",
+        "paid_at",
+    ]
+    list_select_related = ["customer", "payment"]
     search_fields = ["number", "customer__email", "payment__public_id"]
     date_hierarchy = "created_at"
     inlines = [LineInline, AuditInline]
-    actions = ["mark_fulfilled", "cancel", "accept_late_payment", "refund_late_payment", "resolve_flag"]
+    actions = ["mark_fulfilled"]
+    change_actions = ("fulfil", "cancel", "accept_late_payment", "refund_late_payment", "resolve_flag")
     fields = [
         "number",
-        "customer",
+        "customer_link",
         "status",
         "stock_state",
-        "total",
-        "currency",
+        "total_display",
         "payment_link",
         "payment_error",
         "deadline",
@@ -225,22 +277,25 @@ class OrderAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
 
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description="customer", ordering="customer__email")
+    def customer_link(self, order: Order) -> str:
+        url = reverse("admin:accounts_user_change", args=[order.customer_id])
+        return format_html('<a href="{}">{}</a>', url, order.customer.email)
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    @admin.display(description="total", ordering="total")
+    def total_display(self, order: Order) -> str:
+        return money_display(order.total, order.currency)
 
     @admin.display(description="payment")
-    def payment_link(self, obj):
-        if not obj.payment_id:
+    def payment_link(self, order: Order) -> str:
+        if not order.payment_id:
             return "-"
-        url = reverse("admin:payments_payment_change", args=[obj.payment_id])
-        return format_html('<a href="{}">{}</a> ({})', url, obj.payment.public_id, obj.payment.status)
+        url = reverse("admin:payments_payment_change", args=[order.payment_id])
+        return format_html('<a href="{}">{}</a> ({})', url, order.payment.public_id, order.payment.status)
 
     @admin.display(description="events")
-    def events(self, obj):
-        rows = OutboxEvent.objects.filter(aggregate_id=obj.number).order_by("seq")
+    def events(self, order: Order) -> str:
+        rows = OutboxEvent.objects.filter(aggregate_id=order.number).order_by("seq")
         if not rows:
             return "-"
         return format_html(
@@ -252,22 +307,114 @@ class OrderAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Mark fulfilled (shipped)")
+    def has_operate_permission(self, request) -> bool:
+        return self.has_action_permission(request, "change")
+
+    @admin.action(description="Mark fulfilled (shipped)", permissions=["operate"])
     def mark_fulfilled(self, request, queryset):
-        _run(self, request, queryset, services.order_fulfil, "marked fulfilled")
+        changed = 0
+        for order in queryset.order_by("pk"):
+            try:
+                services.order_fulfil(order_id=order.pk, actor=_actor(request))
+                changed += 1
+            except ApplicationError as exc:
+                self.message_user(request, f"{order.number}: {exc.message}", messages.ERROR)
+        if changed:
+            self.message_user(request, f"{changed} order(s) marked fulfilled.", messages.SUCCESS)
 
-    @admin.action(description="Cancel (unpaid orders; stock returns)")
-    def cancel(self, request, queryset):
-        _run(self, request, queryset, services.order_cancel, "cancelled")
+    @object_action(label="Fulfil", description="The order has shipped", shown=lambda o: o.status == "paid")
+    def fulfil(self, request, order):
+        self.run_service(
+            request,
+            lambda: services.order_fulfil(order_id=order.pk, actor=_actor(request)),
+            f"Order {order.number} fulfilled.",
+        )
 
-    @admin.action(description="Accept the late payment (expired orders flagged with held stock)")
-    def accept_late_payment(self, request, queryset):
-        _run(self, request, queryset, services.order_accept_late_payment, "accepted")
+    @object_action(
+        label="Cancel",
+        description="Cancel the unpaid order: its stock returns and its payment is closed",
+        form=True,
+        shown=lambda o: o.status == "pending_payment",
+    )
+    def cancel(self, request, order):
+        form, ok = confirmed(request, ReasonForm)
+        if not ok:
+            return self.confirm_page(
+                request,
+                order,
+                title=f"Cancel order {order.number}",
+                button="Yes, cancel it",
+                warning="Its stock returns and its payment can no longer be paid.",
+                form=form,
+            )
+        self.run_service(
+            request,
+            lambda: services.order_cancel(
+                order_id=order.pk, actor=_actor(request), reason=form.cleaned_data["reason"]
+            ),
+            f"Order {order.number} cancelled.",
+        )
+        return None
 
-    @admin.action(description="Refund the late payment (expired orders flagged)")
-    def refund_late_payment(self, request, queryset):
-        _run(self, request, queryset, services.order_refund_late_payment, "sent for refund")
+    @object_action(
+        label="Accept the late payment",
+        description="The payment came after the order expired and its stock is held again: sell it",
+        shown=_late_payment_held,
+    )
+    def accept_late_payment(self, request, order):
+        self.run_service(
+            request,
+            lambda: services.order_accept_late_payment(order_id=order.pk, actor=_actor(request)),
+            f"Order {order.number} is paid: its late payment was accepted.",
+        )
 
-    @admin.action(description="Resolve the flag (dealt with)")
-    def resolve_flag(self, request, queryset):
-        _run(self, request, queryset, services.order_attention_resolve, "resolved")
+    @object_action(
+        label="Refund the late payment",
+        description="Refund the payment that came after the order expired, and release its stock",
+        form=True,
+        shown=lambda o: o.needs_attention and o.status == "expired" and o.payment_id is not None,
+    )
+    def refund_late_payment(self, request, order):
+        if request.method != "POST":
+            return self.confirm_page(
+                request,
+                order,
+                title=f"Refund the late payment of order {order.number}",
+                button="Yes, refund it",
+                warning=(
+                    f"Payment {order.payment.public_id} is refunded at its gateway "
+                    f"({money_display(order.total, order.currency)}) and the order's stock is released."
+                ),
+            )
+        self.run_service(
+            request,
+            lambda: services.order_refund_late_payment(order_id=order.pk, actor=_actor(request)),
+            f"Order {order.number}: its late payment is sent for refund.",
+        )
+        return None
+
+    @object_action(
+        label="Resolve the flag",
+        description="What the order was flagged for has been dealt with",
+        form=True,
+        shown=lambda o: o.needs_attention,
+    )
+    def resolve_flag(self, request, order):
+        form, ok = confirmed(request, NoteForm)
+        if not ok:
+            return self.confirm_page(
+                request,
+                order,
+                title=f"Resolve the flag of order {order.number}",
+                button="Resolve",
+                warning=order.attention_note,
+                form=form,
+            )
+        self.run_service(
+            request,
+            lambda: services.order_attention_resolve(
+                order_id=order.pk, actor=_actor(request), note=form.cleaned_data["note"]
+            ),
+            f"Order {order.number}: flag resolved.",
+        )
+        return None

@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.ids import public_id
+from core.money import quantize
 
 
 def payment_public_id() -> str:
@@ -85,7 +86,7 @@ class Payment(models.Model):
         indexes = [models.Index(fields=["status", "created_at"], name="payment_status_age")]
 
     def __str__(self) -> str:
-        return f"{self.public_id} {self.amount} {self.currency} {self.status}"
+        return f"{self.public_id} {quantize(self.amount, self.currency)} {self.currency} {self.status}"
 
 
 class PaymentAllocation(models.Model):
@@ -184,7 +185,7 @@ class Refund(models.Model):
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
 
     def __str__(self) -> str:
-        return f"{self.public_id} {self.amount} {self.currency} {self.status}"
+        return f"{self.public_id} {quantize(self.amount, self.currency)} {self.currency} {self.status}"
 
 
 class RefundShare(models.Model):

@@ -1,17 +1,25 @@
 """Staff views of children, plans, subscriptions, invoices and toyboxes. Nothing here edits a
-status: every action calls the services (and so publishes its events)."""
+status: the buttons on a page call the services the API calls (and so publish their events),
+and ask first where money moves (charging a saved card)."""
 
 from celery import current_app
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ActionForm
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyInline
+from core.admin import (
+    ExportableAdmin,
+    ObjectActionsAdmin,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    money_display,
+    object_action,
+)
 from core.errors import ApplicationError
 from subscriptions import services
 from subscriptions.models import Child, Invoice, Plan, Subscription, Toybox, ToyboxItem
+from subscriptions.resources import InvoiceResource
 from subscriptions.services.renewals import CHARGE_TASK
 
 
@@ -26,8 +34,7 @@ class ChildAdmin(admin.ModelAdmin):
 class PlanAdmin(admin.ModelAdmin):
     list_display = [
         "name",
-        "price",
-        "currency",
+        "price_display",
         "period_months",
         "toys_per_box",
         "age_min_months",
@@ -37,36 +44,62 @@ class PlanAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "period_months", "currency"]
     prepopulated_fields = {"slug": ["name"]}
 
+    @admin.display(description="price", ordering="price")
+    def price_display(self, plan: Plan) -> str:
+        return money_display(plan.price, plan.currency)
 
-def _apply(modeladmin, request, queryset, action, done: str, **kwargs) -> None:
-    """Run a service on each selected row; one's refusal is reported and the others go on."""
-    changed = 0
-    for obj in queryset.order_by("pk"):
-        try:
-            action(obj, **kwargs)
-        except ApplicationError as exc:
-            modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
-            continue
-        changed += 1
-    if changed:
-        modeladmin.message_user(request, f"{changed} {done}.", messages.SUCCESS)
+
+def _customer(user) -> str:
+    return format_html(
+        '<a href="{}">{}</a>', reverse("admin:accounts_user_change", args=[user.pk]), user.email
+    )
+
+
+def _payment(public_id: str) -> str:
+    """A link to the payments list searched for the payment (its id is payments', not a key here)."""
+    if not public_id:
+        return "-"
+    url = reverse("admin:payments_payment_changelist") + f"?q={public_id}"
+    return format_html('<a href="{}">{}</a>', url, public_id)
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, required=False, help_text="Kept with the subscription's status.")
+
+
+def confirmed(request, form_class):
+    """The form of the confirmation page, and whether it was posted valid (then the work is done)."""
+    form = form_class(request.POST if request.method == "POST" else None)
+    return form, request.method == "POST" and form.is_valid()
 
 
 class InvoiceInline(ReadOnlyInline):
     model = Invoice
     fields = [
-        "number",
+        "invoice_link",
         "period_start",
         "period_end",
-        "amount",
-        "currency",
+        "amount_display",
         "status",
         "attempts",
         "next_attempt_at",
-        "payment_id",
+        "payment",
         "last_error",
     ]
     readonly_fields = fields
+
+    @admin.display(description="invoice")
+    def invoice_link(self, invoice: Invoice) -> str:
+        url = reverse("admin:subscriptions_invoice_change", args=[invoice.pk])
+        return format_html('<a href="{}">{}</a>', url, invoice.number)
+
+    @admin.display(description="amount")
+    def amount_display(self, invoice: Invoice) -> str:
+        return money_display(invoice.amount, invoice.currency)
+
+    @admin.display(description="payment")
+    def payment(self, invoice: Invoice) -> str:
+        return _payment(invoice.payment_id)
 
 
 class ToyboxInline(ReadOnlyInline):
@@ -81,30 +114,38 @@ class ToyboxInline(ReadOnlyInline):
         return format_html('<a href="{}">{}</a>', url, toybox.public_id)
 
 
+def _staff(request, what: str) -> str:
+    return f"{what} by staff {request.user.pk}"
+
+
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ObjectActionsAdmin, ReadOnlyAdmin):
     list_display = [
         "public_id",
+        "customer_link",
         "child",
         "plan",
-        "customer",
         "status",
-        "current_period_end",
         "next_renewal_at",
+        "current_period_end",
         "cancel_at_period_end",
+        "created_at",
     ]
-    list_filter = ["status", "plan", "cancel_at_period_end"]
+    list_filter = ["status", "plan", "cancel_at_period_end", "skip_next", "created_at"]
     list_select_related = ["child", "plan", "customer"]
     search_fields = ["public_id", "customer__email", "child__name", "invoices__number"]
-    readonly_fields = [f.name for f in Subscription._meta.fields] + ["payments"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Subscription._meta.fields if f.name != "customer"] + [
+        "customer_link",
+        "payments",
+    ]
+    exclude = ["customer"]
     inlines = [InvoiceInline, ToyboxInline]
-    actions = ["pause", "resume", "cancel_now", "cancel_at_end", "charge_now"]
+    change_actions = ("pause", "resume", "skip_next_box", "cancel_at_end", "cancel_now")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    @admin.display(description="customer", ordering="customer__email")
+    def customer_link(self, subscription: Subscription) -> str:
+        return _customer(subscription.customer)
 
     @admin.display(description="payments")
     def payments(self, subscription: Subscription) -> str:
@@ -112,95 +153,176 @@ class SubscriptionAdmin(admin.ModelAdmin):
         url = reverse("admin:payments_payment_changelist") + f"?purpose=subscription&q={numbers}"
         return format_html('<a href="{}">payments of its invoices</a>', url)
 
-    @admin.action(description="Pause the selected subscriptions", permissions=["change"])
-    def pause(self, request, queryset):
-        _apply(
-            self,
+    @object_action(
+        label="Pause",
+        description="No renewal (no charge, no box) until resumed; the paid period runs to its end",
+        shown=lambda s: s.status in ("active", "past_due"),
+    )
+    def pause(self, request, subscription):
+        self.run_service(
             request,
-            queryset,
-            lambda s: services.subscription_pause(
-                subscription_id=s.pk, reason=f"paused by staff {request.user.pk}"
+            lambda: services.subscription_pause(
+                subscription_id=subscription.pk, reason=_staff(request, "paused")
             ),
-            "paused",
+            f"Subscription {subscription.public_id} paused.",
         )
 
-    @admin.action(description="Resume the selected subscriptions", permissions=["change"])
-    def resume(self, request, queryset):
-        _apply(
-            self, request, queryset, lambda s: services.subscription_resume(subscription_id=s.pk), "resumed"
-        )
-
-    @admin.action(description="Cancel now (open invoices void)", permissions=["change"])
-    def cancel_now(self, request, queryset):
-        _apply(
-            self,
+    @object_action(
+        label="Resume",
+        description="Renew again: at the paid period's end, or now if it has ended",
+        shown=lambda s: s.status == "paused",
+    )
+    def resume(self, request, subscription):
+        self.run_service(
             request,
-            queryset,
-            lambda s: services.subscription_cancel(
-                subscription_id=s.pk, at_period_end=False, reason=f"cancelled by staff {request.user.pk}"
-            ),
-            "cancelled",
+            lambda: services.subscription_resume(subscription_id=subscription.pk),
+            lambda s: f"Subscription {s.public_id} resumed ({s.status}).",
         )
 
-    @admin.action(description="Cancel at the end of the paid period", permissions=["change"])
-    def cancel_at_end(self, request, queryset):
-        _apply(
-            self,
+    @object_action(
+        label="Skip the next box",
+        description="The next period is neither charged nor sent",
+        shown=lambda s: s.status == "active" and not s.cancel_at_period_end and not s.skip_next,
+    )
+    def skip_next_box(self, request, subscription):
+        self.run_service(
             request,
-            queryset,
-            lambda s: services.subscription_cancel(
-                subscription_id=s.pk, at_period_end=True, reason=f"cancelled by staff {request.user.pk}"
+            lambda: services.subscription_skip(subscription_id=subscription.pk),
+            f"Subscription {subscription.public_id}: the next box is skipped.",
+        )
+
+    def _cancel(self, request, subscription: Subscription, *, at_period_end: bool, title: str, warning: str):
+        form, ok = confirmed(request, ReasonForm)
+        if not ok:
+            return self.confirm_page(
+                request, subscription, title=title, button="Yes, cancel it", warning=warning, form=form
+            )
+        self.run_service(
+            request,
+            lambda: services.subscription_cancel(
+                subscription_id=subscription.pk,
+                at_period_end=at_period_end,
+                reason=form.cleaned_data["reason"] or _staff(request, "cancelled"),
             ),
-            "set to end",
+            lambda s: (
+                f"Subscription {s.public_id} "
+                + ("ends at the end of its paid period." if s.cancel_at_period_end else "cancelled.")
+            ),
+        )
+        return None
+
+    @object_action(
+        label="Cancel at the period's end",
+        description="No renewal: the paid period and its box run to their end",
+        form=True,
+        shown=lambda s: s.status == "active" and not s.cancel_at_period_end,
+    )
+    def cancel_at_end(self, request, subscription):
+        return self._cancel(
+            request,
+            subscription,
+            at_period_end=True,
+            title=f"Cancel subscription {subscription.public_id} at the end of its period",
+            warning="It is not renewed; the paid period's box is still sent.",
         )
 
-    @admin.action(description="Retry the charge of open invoices now", permissions=["change"])
-    def charge_now(self, request, queryset):
-        invoices = Invoice.objects.filter(subscription__in=queryset, status=Invoice.Status.OPEN)
-        _charge_now(self, request, invoices)
-
-
-def _charge_now(modeladmin, request, invoices) -> None:
-    """Send an attempt for each (a task: the gateway is called outside the admin's request)."""
-    sent = 0
-    for pk, attempts in invoices.values_list("pk", "attempts"):
-        # Staff decide: a charge held for them (its outcome unknown) is sent, under a new key.
-        current_app.send_task(
-            CHARGE_TASK, args=[pk], kwargs={"force": True, "attempt": attempts, "release_hold": True}
+    @object_action(
+        label="Cancel now",
+        description="Cancel at once: its open invoices are void (nothing is refunded)",
+        form=True,
+        shown=lambda s: s.status != "cancelled",
+    )
+    def cancel_now(self, request, subscription):
+        return self._cancel(
+            request,
+            subscription,
+            at_period_end=False,
+            title=f"Cancel subscription {subscription.public_id} now",
+            warning="It ends now and its open invoices are void. Nothing is refunded: refund from the "
+            "payment's page if money is owed back.",
         )
-        sent += 1
-    level = messages.SUCCESS if sent else messages.WARNING
-    modeladmin.message_user(request, f"{sent} charges sent; the invoices show the outcome.", level)
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(ExportableAdmin, ReadOnlyAdmin):
+    resource_classes = [InvoiceResource]
     list_display = [
         "number",
+        "customer_link",
         "subscription",
-        "customer",
         "period_start",
-        "amount",
-        "currency",
+        "amount_display",
         "status",
         "attempts",
         "next_attempt_at",
+        "paid_at",
+        "payment",
     ]
-    list_filter = ["status", "currency"]
-    list_select_related = ["subscription", "customer"]
+    list_filter = [
+        "status",
+        ("currency", admin.AllValuesFieldListFilter),  # those in use, not every one the gateways take
+        "subscription__plan",
+        "period_start",
+        "paid_at",
+    ]
+    list_select_related = ["subscription__plan", "customer"]
     search_fields = ["number", "subscription__public_id", "customer__email", "payment_id"]
-    readonly_fields = [f.name for f in Invoice._meta.fields]
-    actions = ["charge_now"]
+    date_hierarchy = "period_start"
+    readonly_fields = [f.name for f in Invoice._meta.fields if f.name not in ("amount", "customer")] + [
+        "customer_link",
+        "amount_display",
+        "payment",
+    ]
+    exclude = ["amount", "customer"]
+    change_actions = ("charge_now",)
 
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description="customer", ordering="customer__email")
+    def customer_link(self, invoice: Invoice) -> str:
+        return _customer(invoice.customer)
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, invoice: Invoice) -> str:
+        return money_display(invoice.amount, invoice.currency)
 
-    @admin.action(description="Retry the charge now", permissions=["change"])
-    def charge_now(self, request, queryset):
-        _charge_now(self, request, queryset.filter(status=Invoice.Status.OPEN))
+    @admin.display(description="payment")
+    def payment(self, invoice: Invoice) -> str:
+        return _payment(invoice.payment_id)
+
+    @object_action(
+        label="Charge now",
+        description="Charge the customer's saved method for this invoice now (a worker does it)",
+        form=True,
+        shown=lambda i: i.status == "open",
+    )
+    def charge_now(self, request, invoice):
+        if request.method != "POST":
+            warning = (
+                f"The customer's saved method is charged {money_display(invoice.amount, invoice.currency)}."
+            )
+            if invoice.held_at:
+                warning += " Its last charge's outcome is unknown (held for staff): this sends a new one."
+            return self.confirm_page(
+                request,
+                invoice,
+                title=f"Charge invoice {invoice.number} now",
+                button="Yes, charge it",
+                warning=warning,
+            )
+        if invoice.status != Invoice.Status.OPEN:  # read again for this request: paid or void meanwhile
+            self.message_user(
+                request, f"Invoice {invoice.number} is {invoice.status}: nothing to charge.", messages.ERROR
+            )
+            return None
+        # Staff decide: a charge held for them (its outcome unknown) is sent, under a new key.
+        current_app.send_task(
+            CHARGE_TASK,
+            args=[invoice.pk],
+            kwargs={"force": True, "attempt": invoice.attempts, "release_hold": True},
+        )
+        self.message_user(
+            request, "The charge is sent to a worker; this page shows its outcome.", messages.SUCCESS
+        )
+        return None
 
 
 class ToyboxItemInline(ReadOnlyInline):
@@ -209,57 +331,97 @@ class ToyboxItemInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-class ShipForm(ActionForm):
-    tracking_number = forms.CharField(max_length=100, required=False, help_text="For Mark shipped")
+class ShipForm(forms.Form):
+    tracking_number = forms.CharField(max_length=100, help_text="The carrier's tracking number.")
 
 
 @admin.register(Toybox)
-class ToyboxAdmin(admin.ModelAdmin):
-    list_display = ["public_id", "child", "period_start", "status", "toys", "tracking_number", "customer"]
-    list_filter = ["status"]
-    list_select_related = ["child", "customer"]
+class ToyboxAdmin(ObjectActionsAdmin, ReadOnlyAdmin):
+    list_display = [
+        "public_id",
+        "child",
+        "subscription",
+        "month",
+        "status",
+        "short",
+        "toys",
+        "tracking_number",
+        "customer",
+    ]
+    list_filter = ["status", "period_start"]
+    list_select_related = ["child", "customer", "subscription"]
     search_fields = ["public_id", "customer__email", "child__name", "tracking_number", "invoice__number"]
+    date_hierarchy = "period_start"
     readonly_fields = [f.name for f in Toybox._meta.fields]
     inlines = [ToyboxItemInline]
-    action_form = ShipForm
-    actions = ["rebuild", "mark_shipped", "mark_delivered"]
+    actions = ["rebuild_selected"]
+    change_actions = ("rebuild", "mark_shipped", "mark_delivered")
 
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description="month", ordering="period_start")
+    def month(self, toybox: Toybox) -> str:
+        return f"{toybox.period_start:%Y-%m}"
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    @admin.display(description="short", boolean=True)
+    def short(self, toybox: Toybox) -> bool:
+        return toybox.status == Toybox.Status.SHORT
 
     @admin.display(description="toys")
     def toys(self, toybox: Toybox) -> str:
         return f"{toybox.items.count()} of {toybox.toys_wanted}"
 
-    @admin.action(description="Rebuild the selected short boxes from stock", permissions=["change"])
-    def rebuild(self, request, queryset):
-        _apply(
-            self,
+    @object_action(
+        label="Rebuild",
+        description="Fill the short box again from stock (once the missing toys have arrived)",
+        shown=lambda b: b.status == "short",
+    )
+    def rebuild(self, request, toybox):
+        self.run_service(
             request,
-            queryset,
-            lambda b: services.toybox_rebuild(toybox_id=b.pk),
-            "rebuilt (see their status)",
+            lambda: services.toybox_rebuild(toybox_id=toybox.pk),
+            lambda b: f"Toybox {b.public_id} rebuilt: {b.status}{f' ({b.note})' if b.note else ''}.",
         )
 
-    @admin.action(description="Mark shipped (with the tracking number above)", permissions=["change"])
-    def mark_shipped(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(
-                request, "Mark one box shipped at a time: each has its tracking number.", messages.ERROR
+    @object_action(label="Mark shipped", form=True, shown=lambda b: b.status == "ready")
+    def mark_shipped(self, request, toybox):
+        form, ok = confirmed(request, ShipForm)
+        if not ok:
+            return self.confirm_page(
+                request,
+                toybox,
+                title=f"Ship toybox {toybox.public_id}",
+                button="Mark shipped",
+                warning="Its toys leave the stock.",
+                form=form,
             )
-            return
-        tracking = request.POST.get("tracking_number", "")
-        _apply(
-            self,
+        self.run_service(
             request,
-            queryset,
-            lambda b: services.toybox_ship(toybox_id=b.pk, tracking_number=tracking),
-            "shipped",
+            lambda: services.toybox_ship(
+                toybox_id=toybox.pk, tracking_number=form.cleaned_data["tracking_number"]
+            ),
+            f"Toybox {toybox.public_id} shipped.",
+        )
+        return None
+
+    @object_action(label="Mark delivered", shown=lambda b: b.status == "shipped")
+    def mark_delivered(self, request, toybox):
+        self.run_service(
+            request,
+            lambda: services.toybox_deliver(toybox_id=toybox.pk),
+            f"Toybox {toybox.public_id} delivered.",
         )
 
-    @admin.action(description="Mark delivered", permissions=["change"])
-    def mark_delivered(self, request, queryset):
-        _apply(self, request, queryset, lambda b: services.toybox_deliver(toybox_id=b.pk), "delivered")
+    def has_operate_permission(self, request) -> bool:
+        return self.has_action_permission(request, "change")
+
+    @admin.action(description="Rebuild the selected short boxes from stock", permissions=["operate"])
+    def rebuild_selected(self, request, queryset):
+        rebuilt = 0
+        for toybox in queryset.order_by("pk"):
+            try:
+                services.toybox_rebuild(toybox_id=toybox.pk)
+            except ApplicationError as exc:
+                self.message_user(request, f"{toybox}: {exc.message}", messages.ERROR)
+                continue
+            rebuilt += 1
+        if rebuilt:
+            self.message_user(request, f"{rebuilt} rebuilt (see their status).", messages.SUCCESS)

@@ -1,13 +1,17 @@
-"""Pruning and replay: the housekeeping staff and beat do on the backbone."""
+"""Pruning, replay and dismissal: the housekeeping staff and beat do on the backbone."""
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from core.errors import BusinessRuleViolation
 from core.events.registry import SUBSCRIBERS
 from core.models import DeadLetter, OutboxEvent, ProcessedEvent
 
+logger = logging.getLogger(__name__)
 PRUNE_CHUNK = 5000
 
 
@@ -34,8 +38,8 @@ def events_prune() -> dict[str, int]:
     }
 
 
-class ReplayError(Exception):
-    pass
+class ReplayError(BusinessRuleViolation):
+    """The replay cannot be sent; a refusal staff see as it is (the admin, `manage.py events`)."""
 
 
 def dead_letter_replay(*, dead_letter_id: int) -> DeadLetter:
@@ -60,4 +64,33 @@ def dead_letter_replay(*, dead_letter_id: int) -> DeadLetter:
         raise ReplayError(f"the broker did not take the replay of #{letter.pk}: {exc}") from exc
     DeadLetter.objects.filter(pk=letter.pk).update(replayed_at=timezone.now())
     letter.refresh_from_db()
+    return letter
+
+
+def dead_letter_dismiss(*, dead_letter_id: int, by: str, note: str) -> DeadLetter:
+    """Resolve a dead letter without replaying it: staff decided its event needs no effect.
+
+    `by` and `note` (who, and why) go to the log; the letter stays until pruned with the other
+    resolved ones, and a later failure of the same event reopens it. Refused when it is
+    resolved already (by a replay that succeeded meanwhile, say).
+    """
+    with transaction.atomic():
+        letter = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
+        if letter.resolved_at is not None:
+            raise BusinessRuleViolation(
+                f"Dead letter #{letter.pk} was resolved at {letter.resolved_at:%Y-%m-%d %H:%M:%S}: "
+                "nothing to dismiss."
+            )
+        letter.resolved_at = timezone.now()
+        letter.save(update_fields=["resolved_at"])
+    logger.info(
+        "dead letter dismissed",
+        extra={
+            "dead_letter_id": letter.pk,
+            "event_id": str(letter.event_id),
+            "subscriber": letter.subscriber,
+            "by": by,
+            "note": note,
+        },
+    )
     return letter

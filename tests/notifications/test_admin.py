@@ -2,9 +2,10 @@
 their preview from a real object, templates written in the admin."""
 
 import pytest
+from django.contrib.auth.models import Permission
 
 from notifications.models import MessageTemplate, Notification, Rule
-from tests.factories import SuperuserFactory, UserFactory
+from tests.factories import StaffFactory, SuperuserFactory, UserFactory
 from tests.notifications.factories import NotificationFactory
 from tests.notifications.test_delivery import confirmed_booking, handle, last_event
 
@@ -67,6 +68,51 @@ def test_resend_is_a_new_row_of_its_own_sent_again(
     )
     assert len(callbacks) == 1  # its task is sent after the commit
     assert Notification.objects.get(pk=email.pk).status == Status.FAILED  # the original stays as it was
+
+
+def test_resend_is_a_button_on_the_messages_page(admin_client, django_capture_on_commit_callbacks):
+    failed = NotificationFactory(channel="email", address="anna@example.com", status=Status.FAILED)
+    page = admin_client.get(f"/admin/notifications/notification/{failed.pk}/change/").content.decode()
+    assert f"/admin/notifications/notification/{failed.pk}/actions/resend_one/" in page
+    url = f"/admin/notifications/notification/{failed.pk}/actions/resend_one/"
+    assert admin_client.get(url).status_code == 405  # a button that posts, never a link with an effect
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = admin_client.post(url, follow=True)
+
+    copy = Notification.objects.get(resend_of=failed)
+    assert response.redirect_chain[-1][0] == f"/admin/notifications/notification/{copy.pk}/change/"
+    assert f"Sent again as {copy.public_id}." in response.content.decode()
+    assert copy.status == Status.QUEUED and len(callbacks) == 1
+    queued = admin_client.get(f"/admin/notifications/notification/{copy.pk}/change/").content.decode()
+    assert "actions/resend_one/" not in queued  # not while it is on its way
+
+
+def test_a_message_that_was_never_written_is_not_resent(admin_client):
+    broken = NotificationFactory(
+        status=Status.FAILED, last_error="template: booking_confirmed has no block sms"
+    )
+
+    page = admin_client.post(
+        f"/admin/notifications/notification/{broken.pk}/actions/resend_one/", follow=True
+    ).content.decode()
+
+    assert "fix the template first" in page
+    assert not Notification.objects.filter(resend_of=broken).exists()
+
+
+def test_staff_without_the_change_permission_cannot_resend(client):
+    viewer = StaffFactory()
+    viewer.user_permissions.add(Permission.objects.get(codename="view_notification"))
+    client.force_login(viewer)
+    sent = NotificationFactory(status=Status.SENT)
+
+    page = client.get(f"/admin/notifications/notification/{sent.pk}/change/").content.decode()
+
+    assert "actions/resend_one/" not in page and 'name="_save"' not in page
+    assert client.post(f"/admin/notifications/notification/{sent.pk}/actions/resend_one/").status_code == 403
+    assert 'value="resend"' not in client.get("/admin/notifications/notification/").content.decode()
+    assert not Notification.objects.filter(resend_of=sent).exists()
 
 
 def test_a_rule_is_edited_and_previewed_with_the_latest_object_or_a_named_one(admin_client):

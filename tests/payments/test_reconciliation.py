@@ -112,27 +112,6 @@ def test_admin_lists_payments_and_the_mismatch_list(client):
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_admin_refund_action_refunds_through_the_worker(client, celery_worker):
-    client.force_login(SuperuserFactory())
-    payment, _ = start_sandbox_payment()
-    paid_at_the_gateway_but_never_told(payment)
-    from payments import services
-
-    services.payment_verify(payment_id=payment.pk)
-
-    response = client.post(
-        "/admin/payments/payment/",
-        {"action": "refund_in_full", "_selected_action": [payment.pk]},
-        follow=True,
-    )
-
-    assert "1 refunds sent to the gateway" in response.content.decode()
-    wait_for(lambda: Payment.objects.get(pk=payment.pk).status == "refunded", what="the refund")
-    assert charge_of(payment).refunded_amount == payment.amount
-
-
-@pytest.mark.worker
-@pytest.mark.django_db(transaction=True)
 def test_a_reserved_refund_whose_task_was_lost_is_sent_by_the_sweep(celery_worker):
     from payments import services
     from payments.models import Refund
