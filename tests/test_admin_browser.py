@@ -7,18 +7,33 @@ Flower's task list with its basic auth. Each step leaves a screenshot in the art
 folder (TEST_ARTIFACTS_DIR, by default var/test-artifacts; .ci/run prints where).
 """
 
+import csv
 import os
 import subprocess
 import sys
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from celery import current_app
-from django.db import connection
+from django.db import connection, transaction
+from django.utils import timezone
 
+from bookings import services as bookings_services
+from core import events
+from core.models import DeadLetter, OutboxEvent, ProcessedEvent
+from payments import services
+from payments.models import Payment, Refund
+from tests.bookings.conftest import local
 from tests.conftest import wait_for
+from tests.factories import PASSWORD, ResourceFactory, SuperuserFactory, UserFactory
 from tests.notifications.smtp import free_port
+from tests.payments.test_reconciliation import paid_at_the_gateway_but_never_told
+from tests.payments.test_sandbox_e2e import start_sandbox_payment
+from tests.testapp.models import Effect
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +65,150 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def staff_page(browser, live_server, monkeypatch):
+    """A logged-in superuser's page; every request to another host is refused and recorded."""
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+    # synchronous all the same (Django would refuse them without this).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    own = urlsplit(live_server.url).netloc
+    refused: list[str] = []
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+
+    def only_our_host(route):
+        if urlsplit(route.request.url).netloc == own or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_our_host)
+    page = context.new_page()
+    staff = SuperuserFactory()
+    page.goto(live_server.url + "/admin/login/?next=/admin/")
+    page.fill("#id_username", staff.email)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#console-dashboard")
+    page.refused = refused
+    yield page
+    context.close()
+
+
+def message(page) -> str:
+    """The admin's messages after an action (success or refusal)."""
+    return page.locator("ul.messagelist").inner_text(timeout=10_000)
+
+
+def a_paid_payment() -> Payment:
+    payment, _ = start_sandbox_payment()
+    paid_at_the_gateway_but_never_told(payment)
+    services.payment_verify(payment_id=payment.pk)
+    return Payment.objects.get(pk=payment.pk)
+
+
+def a_dead_letter() -> DeadLetter:
+    """order.paid delivered to the test subscriber, then as if its last retry had failed."""
+    with transaction.atomic():
+        event = events.publish("order.paid", {"order_id": "A-12"})
+    wait_for(lambda: Effect.objects.filter(event_id=event.event_id).count() == 2, what="the first delivery")
+    Effect.objects.filter(event_id=event.event_id, subscriber="order_paid_audit").delete()
+    ProcessedEvent.objects.filter(event_id=event.event_id, subscriber="tests.order_paid_audit").delete()
+    now = timezone.now()
+    return DeadLetter.objects.create(
+        event_id=event.event_id,
+        event_type="order.paid",
+        subscriber="tests.order_paid_audit",
+        envelope=OutboxEvent.objects.get(pk=event.pk).envelope,
+        error="TransientError: boom",
+        attempts=4,
+        first_failed_at=now,
+        last_failed_at=now,
+    )
+
+
+@pytest.mark.worker
+def test_staff_refund_replay_and_export_from_the_admin(staff_page, live_server, celery_worker, shots):
+    page, base = staff_page, live_server.url
+    payment = a_paid_payment()
+    letter = a_dead_letter()
+
+    # The dashboard: the dead letter and the payment are counted, each figure a link to its list.
+    page.goto(base + "/admin/")
+    dead = page.locator('[data-figure="ops.dead-letters"]')
+    assert dead.inner_text().strip() == "1"
+    assert dead.get_attribute("href").startswith("/admin/core/deadletter/")
+    assert page.locator('[data-figure="payments.today.sandbox.succeeded"]').inner_text().startswith("1")
+    page.screenshot(path=str(shots / "admin-dashboard.png"), full_page=True)
+
+    # Part of the payment back through its button: a form, a confirmation, then the worker.
+    page.goto(f"{base}/admin/payments/payment/{payment.pk}/change/")
+    assert page.locator('input[name="_save"]').count() == 0  # a read-only page: no Save
+    page.click('li[data-tool-name="refund"] a')
+    page.fill('input[name="amount"]', "25.00")
+    page.fill('input[name="reason"]', "one item came back")
+    page.screenshot(path=str(shots / "admin-refund-confirm.png"), full_page=True)
+    page.click('input[type=submit][value="Yes, refund"]')
+    assert "25.00 USD" in message(page)
+    wait_for(lambda: Payment.objects.get(pk=payment.pk).status == "partially_refunded", what="the refund")
+    page.reload()
+    assert "Partially refunded" in page.content() or "partially_refunded" in page.content()
+    page.screenshot(path=str(shots / "admin-payment-refunded.png"), full_page=True)
+    refund = Refund.objects.get(payment=payment)
+    assert (refund.amount, refund.reason, refund.status) == (
+        Decimal("25.00"),
+        "one item came back",
+        "succeeded",
+    )
+
+    # The dead letter goes back to its subscriber and resolves.
+    page.goto(f"{base}/admin/core/deadletter/{letter.pk}/change/")
+    page.click('li[data-tool-name="replay_letter"] button')
+    assert "again" in message(page)
+    wait_for(
+        lambda: DeadLetter.objects.filter(pk=letter.pk, resolved_at__isnull=False).exists(),
+        what="the replay to resolve the dead letter",
+    )
+    page.screenshot(path=str(shots / "admin-dead-letter-replayed.png"), full_page=True)
+
+    # The accountant's CSV: the paid payment with what was refunded.
+    page.goto(base + "/admin/payments/payment/?status__exact=partially_refunded")
+    page.click("a.export_link")
+    page.screenshot(path=str(shots / "admin-export.png"), full_page=True)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Submit").click()
+    rows = list(csv.DictReader(Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()))
+    assert len(rows) == 1
+    (row,) = rows
+    assert payment.public_id in row.values()
+    assert "75.00" in row.values() and "25.00" in row.values()
+
+    assert page.refused == []  # nothing from another host: the console works offline
+
+
+def test_staff_open_a_resources_day_on_the_bookings_calendar(staff_page, live_server, shots):
+    page = staff_page
+    hall, customer = ResourceFactory(name="Studio A"), UserFactory()
+    start = local(3, 10)  # 10:00 in Berlin, three days ahead
+    booking = bookings_services.booking_hold(
+        customer_id=customer.pk, resource_id=hall.pk, starts_at=start, ends_at=start + timedelta(hours=2)
+    )
+
+    page.goto(live_server.url + "/admin/bookings/booking/")
+    page.click("a.calendar-link")
+    page.select_option("#calendar-resource", str(hall.pk))
+    page.fill("#calendar-date", f"{start:%Y-%m-%d}")
+    page.get_by_role("button", name="Show").click()
+
+    block = page.locator(f'a.booking[data-booking="{booking.public_id}"]')
+    assert "10:00-12:00" in block.inner_text()
+    assert block.get_attribute("href") == f"/admin/bookings/booking/{booking.pk}/change/"
+    page.screenshot(path=str(shots / "admin-bookings-calendar.png"), full_page=True)
+    block.click()
+    assert booking.public_id in page.title() or booking.public_id in page.content()
+    assert page.refused == []
 
 
 def child_env(**extra: str) -> dict[str, str]:
