@@ -32,7 +32,15 @@ from bookings.models import (
 )
 from bookings.resources import BookingResource
 from bookings.selectors import resource_exceptions, resource_weekly_hours
-from core.admin import ExportableAdmin, ReadOnlyAdmin, ReadOnlyInline, money_display, object_action
+from core.admin import (
+    ExportableAdmin,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    admin_link,
+    confirmation,
+    money_display,
+    object_action,
+)
 from core.errors import ApplicationError
 
 
@@ -120,12 +128,6 @@ class ReasonForm(forms.Form):
 
 class NoteForm(forms.Form):
     note = forms.CharField(max_length=500, required=False, help_text="Kept in the booking's audit trail.")
-
-
-def confirmed(request, form_class):
-    """The form of the confirmation page, and whether it was posted valid (then the work is done)."""
-    form = form_class(request.POST if request.method == "POST" else None)
-    return form, request.method == "POST" and form.is_valid()
 
 
 HOLDING = (Booking.Status.PENDING_PAYMENT, Booking.Status.CONFIRMED)
@@ -246,8 +248,7 @@ class BookingAdmin(ExportableAdmin, ReadOnlyAdmin):
 
     @admin.display(description="customer", ordering="customer__email")
     def customer_link(self, booking: Booking) -> str:
-        url = reverse("admin:accounts_user_change", args=[booking.customer_id])
-        return format_html('<a href="{}">{}</a>', url, booking.customer.email)
+        return admin_link(booking.customer, booking.customer.email)
 
     @admin.display(description="total", ordering="amount_total")
     def total_display(self, booking: Booking) -> str:
@@ -292,7 +293,7 @@ class BookingAdmin(ExportableAdmin, ReadOnlyAdmin):
         ),
     )
     def confirm_paid_in_cash(self, request, booking):
-        form, ok = confirmed(request, NoteForm)
+        form, ok = confirmation(request, NoteForm)
         if not ok:
             return self.confirm_page(
                 request,
@@ -313,7 +314,7 @@ class BookingAdmin(ExportableAdmin, ReadOnlyAdmin):
         return None
 
     def _cancel(self, request, booking: Booking, refund: bool | None, title: str):
-        form, ok = confirmed(request, ReasonForm)
+        form, ok = confirmation(request, ReasonForm)
         if not ok:
             return self.confirm_page(
                 request,
@@ -372,7 +373,7 @@ class BookingAdmin(ExportableAdmin, ReadOnlyAdmin):
 
     @object_action(label="Resolve attention", form=True, shown=lambda b: b.needs_attention)
     def resolve_attention(self, request, booking):
-        form, ok = confirmed(request, NoteForm)
+        form, ok = confirmation(request, NoteForm)
         if not ok:
             return self.confirm_page(
                 request,

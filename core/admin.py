@@ -3,10 +3,12 @@ from functools import wraps
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.utils.timezone import now
 from django_object_actions import DjangoObjectActions
@@ -140,12 +142,30 @@ class ExportableAdmin(ExportMixin, ObjectActionsAdmin):
         return self.has_view_permission(request)
 
 
+def admin_link(obj, text: str | None = None) -> str:
+    """`text` (by default the object itself) linked to the object's admin page."""
+    opts = obj._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[quote(obj.pk)])
+    return format_html('<a href="{}">{}</a>', url, obj if text is None else text)
+
+
+def confirmation(request, form_class: type[forms.Form]) -> tuple[forms.Form, bool]:
+    """The form of an action's confirmation page, and whether it was posted valid (then the
+    action does its work; otherwise it shows `confirm_page` with the form)."""
+    form = form_class(request.POST if request.method == "POST" else None)
+    return form, request.method == "POST" and form.is_valid()
+
+
 class ReadOnlyInline(admin.TabularInline):
-    """Rows shown with their parent (a ledger, an audit trail): staff look, they do not edit."""
+    """Rows shown with their parent (a ledger, an audit trail, a payment's allocations): staff
+    look, they do not edit; whoever may see the parent sees them."""
 
     extra = 0
     can_delete = False
     show_change_link = False
+
+    def has_view_permission(self, request, obj=None):
+        return self.admin_site.get_model_admin(self.parent_model).has_view_permission(request, obj)
 
     def has_add_permission(self, request, obj=None):
         return False

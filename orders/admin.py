@@ -13,7 +13,15 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from core.admin import ExportableAdmin, ReadOnlyAdmin, ReadOnlyInline, money_display, object_action
+from core.admin import (
+    ExportableAdmin,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    admin_link,
+    confirmation,
+    money_display,
+    object_action,
+)
 from core.errors import ApplicationError
 from core.models import OutboxEvent
 from orders import services
@@ -206,12 +214,6 @@ class NoteForm(forms.Form):
     note = forms.CharField(max_length=500, required=False, help_text="What was done, for the audit trail.")
 
 
-def confirmed(request, form_class):
-    """The form of the confirmation page, and whether it was posted valid (then the work is done)."""
-    form = form_class(request.POST if request.method == "POST" else None)
-    return form, request.method == "POST" and form.is_valid()
-
-
 def _actor(request) -> str:
     return f"staff {request.user.pk}"
 
@@ -279,8 +281,7 @@ class OrderAdmin(ExportableAdmin, ReadOnlyAdmin):
 
     @admin.display(description="customer", ordering="customer__email")
     def customer_link(self, order: Order) -> str:
-        url = reverse("admin:accounts_user_change", args=[order.customer_id])
-        return format_html('<a href="{}">{}</a>', url, order.customer.email)
+        return admin_link(order.customer, order.customer.email)
 
     @admin.display(description="total", ordering="total")
     def total_display(self, order: Order) -> str:
@@ -337,7 +338,7 @@ class OrderAdmin(ExportableAdmin, ReadOnlyAdmin):
         shown=lambda o: o.status == "pending_payment",
     )
     def cancel(self, request, order):
-        form, ok = confirmed(request, ReasonForm)
+        form, ok = confirmation(request, ReasonForm)
         if not ok:
             return self.confirm_page(
                 request,
@@ -400,7 +401,7 @@ class OrderAdmin(ExportableAdmin, ReadOnlyAdmin):
         shown=lambda o: o.needs_attention,
     )
     def resolve_flag(self, request, order):
-        form, ok = confirmed(request, NoteForm)
+        form, ok = confirmation(request, NoteForm)
         if not ok:
             return self.confirm_page(
                 request,

@@ -107,6 +107,23 @@ def payment_flag(payment: Payment, reason: str) -> None:
         events.publish("payment.flagged", payment_event_data(payment, reason=reason))
 
 
+def payment_flag_resolve(*, payment_id: int, note: str, by: str) -> Payment:
+    """Take a payment off the staff's mismatch list once they have dealt with it. The ledger
+    keeps what it was flagged for, who resolved it and how; a new mismatch flags it again."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if not payment.flagged_reason:
+            raise BusinessRuleViolation("This payment is not flagged.")
+        _ledger(
+            payment,
+            PaymentLedgerEntry.Source.STAFF,
+            note=f"flag resolved by {by}: {note}\nit was flagged for: {payment.flagged_reason}",
+        )
+        payment.flagged_reason = ""
+        payment.save(update_fields=["flagged_reason", "updated_at"])
+    return payment
+
+
 def payment_create(
     *,
     customer_id: int,

@@ -13,6 +13,8 @@ from core.admin import (
     ObjectActionsAdmin,
     ReadOnlyAdmin,
     ReadOnlyInline,
+    admin_link,
+    confirmation,
     money_display,
     object_action,
 )
@@ -49,12 +51,6 @@ class PlanAdmin(admin.ModelAdmin):
         return money_display(plan.price, plan.currency)
 
 
-def _customer(user) -> str:
-    return format_html(
-        '<a href="{}">{}</a>', reverse("admin:accounts_user_change", args=[user.pk]), user.email
-    )
-
-
 def _payment(public_id: str) -> str:
     """A link to the payments list searched for the payment (its id is payments', not a key here)."""
     if not public_id:
@@ -65,12 +61,6 @@ def _payment(public_id: str) -> str:
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(max_length=500, required=False, help_text="Kept with the subscription's status.")
-
-
-def confirmed(request, form_class):
-    """The form of the confirmation page, and whether it was posted valid (then the work is done)."""
-    form = form_class(request.POST if request.method == "POST" else None)
-    return form, request.method == "POST" and form.is_valid()
 
 
 class InvoiceInline(ReadOnlyInline):
@@ -145,7 +135,7 @@ class SubscriptionAdmin(ObjectActionsAdmin, ReadOnlyAdmin):
 
     @admin.display(description="customer", ordering="customer__email")
     def customer_link(self, subscription: Subscription) -> str:
-        return _customer(subscription.customer)
+        return admin_link(subscription.customer, subscription.customer.email)
 
     @admin.display(description="payments")
     def payments(self, subscription: Subscription) -> str:
@@ -192,7 +182,7 @@ class SubscriptionAdmin(ObjectActionsAdmin, ReadOnlyAdmin):
         )
 
     def _cancel(self, request, subscription: Subscription, *, at_period_end: bool, title: str, warning: str):
-        form, ok = confirmed(request, ReasonForm)
+        form, ok = confirmation(request, ReasonForm)
         if not ok:
             return self.confirm_page(
                 request, subscription, title=title, button="Yes, cancel it", warning=warning, form=form
@@ -278,7 +268,7 @@ class InvoiceAdmin(ExportableAdmin, ReadOnlyAdmin):
 
     @admin.display(description="customer", ordering="customer__email")
     def customer_link(self, invoice: Invoice) -> str:
-        return _customer(invoice.customer)
+        return admin_link(invoice.customer, invoice.customer.email)
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, invoice: Invoice) -> str:
@@ -383,7 +373,7 @@ class ToyboxAdmin(ObjectActionsAdmin, ReadOnlyAdmin):
 
     @object_action(label="Mark shipped", form=True, shown=lambda b: b.status == "ready")
     def mark_shipped(self, request, toybox):
-        form, ok = confirmed(request, ShipForm)
+        form, ok = confirmation(request, ShipForm)
         if not ok:
             return self.confirm_page(
                 request,

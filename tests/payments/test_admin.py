@@ -250,6 +250,35 @@ def test_reverify_shows_the_gateways_refusal(cashier):
     assert Payment.objects.get(pk=payment.pk).status == "pending"
 
 
+def test_a_flag_is_resolved_with_a_note_the_ledger_keeps_and_a_new_mismatch_flags_again(cashier):
+    payment = paid_payment()
+    services.payment_flag(payment, "gateway reports 70.00 USD paid")
+    page = cashier.get(f"{PAYMENTS}{payment.pk}/change/").content.decode()
+    assert 'data-tool-name="resolve_flag"' in page
+
+    asked = cashier.get(action_url(payment, "resolve_flag")).content.decode()
+    assert "Flagged for: gateway reports 70.00 USD paid" in asked
+    assert Payment.objects.get(pk=payment.pk).flagged_reason  # asking changes nothing
+    assert cashier.post(action_url(payment, "resolve_flag"), {"note": ""}).status_code == 200  # note needed
+    response = cashier.post(
+        action_url(payment, "resolve_flag"), {"note": "refunded 5.00 by hand"}, follow=True
+    )
+
+    assert messages_of(response) == ["The flag is resolved; the ledger keeps what it was and your note."]
+    payment.refresh_from_db()
+    assert payment.flagged_reason == ""
+    (entry,) = payment.ledger.filter(source="staff")
+    assert "refunded 5.00 by hand" in entry.note and "gateway reports 70.00 USD paid" in entry.note
+    assert (
+        'data-tool-name="resolve_flag"' not in cashier.get(f"{PAYMENTS}{payment.pk}/change/").content.decode()
+    )
+    again = cashier.post(action_url(payment, "resolve_flag"), {"note": "twice"}, follow=True)
+    assert messages_of(again) == ["This payment is not flagged."]
+
+    services.payment_flag(payment, "gateway reports 70.00 USD paid")
+    assert Payment.objects.get(pk=payment.pk).flagged_reason == "gateway reports 70.00 USD paid"
+
+
 # --- the bulk refund asks first --------------------------------------------------------------
 
 
