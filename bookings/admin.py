@@ -37,7 +37,6 @@ from core.admin import (
     ReadOnlyAdmin,
     ReadOnlyInline,
     admin_link,
-    confirmation,
     money_display,
     object_action,
 )
@@ -293,48 +292,37 @@ class BookingAdmin(ExportableAdmin, ReadOnlyAdmin):
         ),
     )
     def confirm_paid_in_cash(self, request, booking):
-        form, ok = confirmation(request, NoteForm)
-        if not ok:
-            return self.confirm_page(
-                request,
-                booking,
-                title=f"Confirm booking {booking.public_id} as paid at the desk",
-                button="Yes, it is paid",
-                warning="Its online payment, if it can still be paid, is closed.",
-                form=form,
-            )
-        self._call(
+        return self.confirm_then_run(
             request,
             booking,
-            services.booking_confirm,
-            "confirmed, paid at the desk",
-            paid_in_cash=True,
-            note=form.cleaned_data["note"],
+            form_class=NoteForm,
+            title=f"Confirm booking {booking.public_id} as paid at the desk",
+            button="Yes, it is paid",
+            warning="Its online payment, if it can still be paid, is closed.",
+            call=lambda data: services.booking_confirm(
+                booking_id=booking.pk, actor_id=request.user.pk, paid_in_cash=True, note=data["note"]
+            ),
+            done=f"Booking {booking.public_id} confirmed, paid at the desk.",
         )
-        return None
 
     def _cancel(self, request, booking: Booking, refund: bool | None, title: str):
-        form, ok = confirmation(request, ReasonForm)
-        if not ok:
-            return self.confirm_page(
-                request,
-                booking,
-                title=title,
-                button="Yes, cancel it",
-                warning=_refund_note(booking, refund),
-                form=form,
-            )
         by = f"cancelled by {request.user.email} in the admin"
-        self._call(
+        return self.confirm_then_run(
             request,
             booking,
-            services.booking_cancel,
-            "cancelled",
-            by_staff=True,
-            refund=refund,
-            reason="; ".join(filter(None, [form.cleaned_data["reason"], by])),
+            form_class=ReasonForm,
+            title=title,
+            button="Yes, cancel it",
+            warning=_refund_note(booking, refund),
+            call=lambda data: services.booking_cancel(
+                booking_id=booking.pk,
+                actor_id=request.user.pk,
+                by_staff=True,
+                refund=refund,
+                reason="; ".join(filter(None, [data["reason"], by])),
+            ),
+            done=f"Booking {booking.public_id} cancelled.",
         )
-        return None
 
     @object_action(
         label="Cancel (refund per policy)",
@@ -373,20 +361,18 @@ class BookingAdmin(ExportableAdmin, ReadOnlyAdmin):
 
     @object_action(label="Resolve attention", form=True, shown=lambda b: b.needs_attention)
     def resolve_attention(self, request, booking):
-        form, ok = confirmation(request, NoteForm)
-        if not ok:
-            return self.confirm_page(
-                request,
-                booking,
-                title=f"Resolve what booking {booking.public_id} was flagged for",
-                button="Resolve",
-                warning=booking.attention_note,
-                form=form,
-            )
-        self._call(
-            request, booking, services.booking_resolve_attention, "resolved", note=form.cleaned_data["note"]
+        return self.confirm_then_run(
+            request,
+            booking,
+            form_class=NoteForm,
+            title=f"Resolve what booking {booking.public_id} was flagged for",
+            button="Resolve",
+            warning=booking.attention_note,
+            call=lambda data: services.booking_resolve_attention(
+                booking_id=booking.pk, actor_id=request.user.pk, note=data["note"]
+            ),
+            done=f"Booking {booking.public_id} resolved.",
         )
-        return None
 
     # --- Bulk actions that move no money -----------------------------------------------------
 

@@ -1,8 +1,8 @@
 """The CSV export of bookings (django-import-export; export only).
 
-As the payments export: amounts are plain decimals with the currency's digits ("40.00"),
-`created_at` is UTC in ISO 8601; the booked time is ISO 8601 on the resource's wall clock,
-with its offset ("2026-12-10T10:00:00+01:00"), and the resource's time zone is given.
+As the payments export (core.resources): amounts are plain decimals with the currency's digits
+("40.00"), `created_at` is UTC in ISO 8601; the booked time is ISO 8601 on the resource's wall
+clock, with its offset ("2026-12-10T10:00:00+01:00"), and the resource's time zone is given.
 """
 
 from datetime import datetime
@@ -10,7 +10,7 @@ from datetime import datetime
 from import_export import fields, resources
 
 from bookings.models import Booking
-from core.money import quantize
+from core.resources import AmountField, TimeField
 
 
 class BookingResource(resources.ModelResource):
@@ -21,10 +21,10 @@ class BookingResource(resources.ModelResource):
     ends_at_local = fields.Field(column_name="ends_at_local")
     timezone = fields.Field(attribute="resource__timezone", column_name="timezone")
     customer_email = fields.Field(attribute="customer__email", column_name="customer_email")
-    amount_total = fields.Field(column_name="amount_total")
-    amount_due = fields.Field(column_name="amount_due")
+    amount_total = AmountField("amount_total")
+    amount_due = AmountField("amount_due")  # what its online payment asks: the deposit or the total
     payment_id = fields.Field(attribute="payment__public_id", column_name="payment_id")
-    created_at = fields.Field(column_name="created_at")
+    created_at = TimeField("created_at")
 
     class Meta:
         model = Booking
@@ -58,13 +58,3 @@ class BookingResource(resources.ModelResource):
 
     def dehydrate_ends_at_local(self, booking: Booking) -> str:
         return self._local(booking.ends_at, booking)
-
-    def dehydrate_amount_total(self, booking: Booking) -> str:
-        return str(quantize(booking.amount_total, booking.currency))
-
-    def dehydrate_amount_due(self, booking: Booking) -> str:
-        """What its online payment asks: the deposit or the total (`payment_kind`)."""
-        return str(quantize(booking.amount_due, booking.currency))
-
-    def dehydrate_created_at(self, booking: Booking) -> str:
-        return booking.created_at.isoformat(timespec="seconds")

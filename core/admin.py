@@ -48,8 +48,8 @@ def object_action(
       it is pressed.
     - `form=False`: the button posts at once (never a GET with an effect). `form=True`: the
       button opens a page (GET) where the method renders its form or confirmation with
-      `confirm_page`, and the POST of that page does the work; every action that moves money
-      is a form, so it asks first.
+      `confirm_page`, and the POST of that page does the work (`confirm_then_run` does both);
+      every action that moves money is a form, so it asks first.
     - `shown(obj)`: draw the button only when it can apply (a paid payment can be refunded...).
       The service still decides: a refusal is shown as a message, never a crash.
 
@@ -82,7 +82,8 @@ class ObjectActionsAdmin(DjangoObjectActions, admin.ModelAdmin):
 
     `run_service` shows the service's refusal (an ApplicationError) as an error message and
     its success as a success message; `confirm_page` asks before an action that moves money
-    or cannot be undone, with an optional form (amount, reason...).
+    or cannot be undone, with an optional form (amount, reason...); `confirm_then_run` asks
+    with `confirm_page`, then runs the service with the form's data through `run_service`.
     """
 
     change_actions: tuple[str, ...] = ()
@@ -131,6 +132,27 @@ class ObjectActionsAdmin(DjangoObjectActions, admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/core/confirm_action.html", context)
 
+    def confirm_then_run(
+        self,
+        request,
+        obj,
+        *,
+        title: str,
+        button: str,
+        call: Callable[[dict], object],
+        done: str | Callable[[object], str],
+        warning: str = "",
+        form_class: Callable[..., forms.Form] | None = None,
+    ):
+        """A `form=True` action: the confirmation page (with `form_class`'s form, if any) until it
+        is posted valid; then `call(cleaned_data)` ({} without a form) through `run_service`, and
+        None (back to the object's page)."""
+        form, ok = confirmation(request, form_class) if form_class else (None, request.method == "POST")
+        if not ok:
+            return self.confirm_page(request, obj, title=title, button=button, warning=warning, form=form)
+        self.run_service(request, lambda: call(form.cleaned_data if form else {}), done)
+        return None
+
 
 class ExportableAdmin(ExportMixin, ObjectActionsAdmin):
     """ObjectActionsAdmin with an Export button on the list: the filtered rows as CSV
@@ -149,7 +171,7 @@ def admin_link(obj, text: str | None = None) -> str:
     return format_html('<a href="{}">{}</a>', url, obj if text is None else text)
 
 
-def confirmation(request, form_class: type[forms.Form]) -> tuple[forms.Form, bool]:
+def confirmation(request, form_class: Callable[..., forms.Form]) -> tuple[forms.Form, bool]:
     """The form of an action's confirmation page, and whether it was posted valid (then the
     action does its work; otherwise it shows `confirm_page` with the form)."""
     form = form_class(request.POST if request.method == "POST" else None)
@@ -311,22 +333,22 @@ class DeadLetterAdmin(ReadOnlyAdmin, ObjectActionsAdmin):
         shown=_unresolved,
     )
     def dismiss_letter(self, request, letter):
-        form = DismissForm(request.POST if request.method == "POST" else None)
-        if not form.is_valid():
-            return self.confirm_page(
-                request,
-                letter,
-                title=f"Dismiss the dead letter of {letter.subscriber}",
-                button="Yes, dismiss it",
-                warning=f"{letter.subscriber} will never handle {letter.event_type} {letter.event_id}: "
-                "whatever it was to do, someone does by hand or not at all.",
-                form=form,
+        def dismiss(data) -> DeadLetter:
+            """Resolve it, and keep who and why in the admin's history of the letter."""
+            dismissed = dead_letter_dismiss(
+                dead_letter_id=letter.pk, by=request.user.get_username(), note=data["note"]
             )
-        note = form.cleaned_data["note"]
-        if self.run_service(
+            self.log_change(request, letter, f"Dismissed without a replay: {data['note']}")
+            return dismissed
+
+        return self.confirm_then_run(
             request,
-            lambda: dead_letter_dismiss(dead_letter_id=letter.pk, by=request.user.get_username(), note=note),
-            "Dismissed: resolved without a replay.",
-        ):
-            self.log_change(request, letter, f"Dismissed without a replay: {note}")
-        return None
+            letter,
+            form_class=DismissForm,
+            title=f"Dismiss the dead letter of {letter.subscriber}",
+            button="Yes, dismiss it",
+            warning=f"{letter.subscriber} will never handle {letter.event_type} {letter.event_id}: "
+            "whatever it was to do, someone does by hand or not at all.",
+            call=dismiss,
+            done="Dismissed: resolved without a replay.",
+        )

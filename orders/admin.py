@@ -18,7 +18,6 @@ from core.admin import (
     ReadOnlyAdmin,
     ReadOnlyInline,
     admin_link,
-    confirmation,
     money_display,
     object_action,
 )
@@ -338,24 +337,18 @@ class OrderAdmin(ExportableAdmin, ReadOnlyAdmin):
         shown=lambda o: o.status == "pending_payment",
     )
     def cancel(self, request, order):
-        form, ok = confirmation(request, ReasonForm)
-        if not ok:
-            return self.confirm_page(
-                request,
-                order,
-                title=f"Cancel order {order.number}",
-                button="Yes, cancel it",
-                warning="Its stock returns and its payment can no longer be paid.",
-                form=form,
-            )
-        self.run_service(
+        return self.confirm_then_run(
             request,
-            lambda: services.order_cancel(
-                order_id=order.pk, actor=_actor(request), reason=form.cleaned_data["reason"]
+            order,
+            form_class=ReasonForm,
+            title=f"Cancel order {order.number}",
+            button="Yes, cancel it",
+            warning="Its stock returns and its payment can no longer be paid.",
+            call=lambda data: services.order_cancel(
+                order_id=order.pk, actor=_actor(request), reason=data["reason"]
             ),
-            f"Order {order.number} cancelled.",
+            done=f"Order {order.number} cancelled.",
         )
-        return None
 
     @object_action(
         label="Accept the late payment",
@@ -376,23 +369,20 @@ class OrderAdmin(ExportableAdmin, ReadOnlyAdmin):
         shown=lambda o: o.needs_attention and o.status == "expired" and o.payment_id is not None,
     )
     def refund_late_payment(self, request, order):
-        if request.method != "POST":
-            return self.confirm_page(
-                request,
-                order,
-                title=f"Refund the late payment of order {order.number}",
-                button="Yes, refund it",
-                warning=(
-                    f"Payment {order.payment.public_id} is refunded at its gateway "
-                    f"({money_display(order.total, order.currency)}) and the order's stock is released."
-                ),
-            )
-        self.run_service(
+        return self.confirm_then_run(
             request,
-            lambda: services.order_refund_late_payment(order_id=order.pk, actor=_actor(request)),
-            f"Order {order.number}: its late payment is sent for refund.",
+            order,
+            title=f"Refund the late payment of order {order.number}",
+            button="Yes, refund it",
+            warning=(
+                f"Payment {order.payment.public_id} is refunded at its gateway "
+                f"({money_display(order.total, order.currency)}) and the order's stock is released."
+                if order.payment  # none: the service refuses, and says so
+                else ""
+            ),
+            call=lambda _: services.order_refund_late_payment(order_id=order.pk, actor=_actor(request)),
+            done=f"Order {order.number}: its late payment is sent for refund.",
         )
-        return None
 
     @object_action(
         label="Resolve the flag",
@@ -401,21 +391,15 @@ class OrderAdmin(ExportableAdmin, ReadOnlyAdmin):
         shown=lambda o: o.needs_attention,
     )
     def resolve_flag(self, request, order):
-        form, ok = confirmation(request, NoteForm)
-        if not ok:
-            return self.confirm_page(
-                request,
-                order,
-                title=f"Resolve the flag of order {order.number}",
-                button="Resolve",
-                warning=order.attention_note,
-                form=form,
-            )
-        self.run_service(
+        return self.confirm_then_run(
             request,
-            lambda: services.order_attention_resolve(
-                order_id=order.pk, actor=_actor(request), note=form.cleaned_data["note"]
+            order,
+            form_class=NoteForm,
+            title=f"Resolve the flag of order {order.number}",
+            button="Resolve",
+            warning=order.attention_note,
+            call=lambda data: services.order_attention_resolve(
+                order_id=order.pk, actor=_actor(request), note=data["note"]
             ),
-            f"Order {order.number}: flag resolved.",
+            done=f"Order {order.number}: flag resolved.",
         )
-        return None

@@ -1,28 +1,21 @@
 """The accountant's CSV exports of payments and refunds (django-import-export; export only).
 
 Amounts are plain decimals with the currency's digits ("1250.00", "37"), times are UTC in
-ISO 8601, and a payment names what it pays (its purpose and the items' ids).
+ISO 8601 (core.resources), and a payment names what it pays (its purpose and the items' ids).
 """
 
 from import_export import fields, resources
 
-from core.money import MoneyError, quantize
+from core.resources import AmountField, TimeField
 from payments.models import Payment, Refund
-
-
-def plain_amount(amount, currency: str) -> str:
-    try:
-        return str(quantize(amount, currency))
-    except MoneyError:
-        return str(amount)
 
 
 class PaymentResource(resources.ModelResource):
     payment_id = fields.Field(attribute="public_id", column_name="payment_id")
-    created_at = fields.Field(column_name="created_at")
+    created_at = TimeField("created_at")
     customer_email = fields.Field(attribute="customer__email", column_name="customer_email")
-    amount = fields.Field(column_name="amount")
-    refunded_amount = fields.Field(column_name="refunded_amount")
+    amount = AmountField("amount")
+    refunded_amount = AmountField("refunded_amount")
     purpose_ids = fields.Field(column_name="purpose_ids")
 
     class Meta:
@@ -46,15 +39,6 @@ class PaymentResource(resources.ModelResource):
     def filter_export(self, queryset, **kwargs):
         return queryset.select_related("customer").prefetch_related("allocations")
 
-    def dehydrate_created_at(self, payment: Payment) -> str:
-        return payment.created_at.isoformat(timespec="seconds")
-
-    def dehydrate_amount(self, payment: Payment) -> str:
-        return plain_amount(payment.amount, payment.currency)
-
-    def dehydrate_refunded_amount(self, payment: Payment) -> str:
-        return plain_amount(payment.refunded_amount, payment.currency)
-
     def dehydrate_purpose_ids(self, payment: Payment) -> str:
         """The items the payment pays, space-separated (most payments pay one)."""
         return " ".join(allocation.purpose_id for allocation in payment.allocations.all())
@@ -63,8 +47,8 @@ class PaymentResource(resources.ModelResource):
 class RefundResource(resources.ModelResource):
     refund_id = fields.Field(attribute="public_id", column_name="refund_id")
     payment_id = fields.Field(attribute="payment__public_id", column_name="payment_id")
-    created_at = fields.Field(column_name="created_at")
-    amount = fields.Field(column_name="amount")
+    created_at = TimeField("created_at")
+    amount = AmountField("amount")
     gateway = fields.Field(attribute="payment__gateway", column_name="gateway")
 
     class Meta:
@@ -85,9 +69,3 @@ class RefundResource(resources.ModelResource):
 
     def filter_export(self, queryset, **kwargs):
         return queryset.select_related("payment")
-
-    def dehydrate_created_at(self, refund: Refund) -> str:
-        return refund.created_at.isoformat(timespec="seconds")
-
-    def dehydrate_amount(self, refund: Refund) -> str:
-        return plain_amount(refund.amount, refund.currency)

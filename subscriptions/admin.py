@@ -2,7 +2,6 @@
 status: the buttons on a page call the services the API calls (and so publish their events),
 and ask first where money moves (charging a saved card)."""
 
-from celery import current_app
 from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
@@ -14,7 +13,6 @@ from core.admin import (
     ReadOnlyAdmin,
     ReadOnlyInline,
     admin_link,
-    confirmation,
     money_display,
     object_action,
 )
@@ -22,7 +20,6 @@ from core.errors import ApplicationError
 from subscriptions import services
 from subscriptions.models import Child, Invoice, Plan, Subscription, Toybox, ToyboxItem
 from subscriptions.resources import InvoiceResource
-from subscriptions.services.renewals import CHARGE_TASK
 
 
 @admin.register(Child)
@@ -182,24 +179,23 @@ class SubscriptionAdmin(ObjectActionsAdmin, ReadOnlyAdmin):
         )
 
     def _cancel(self, request, subscription: Subscription, *, at_period_end: bool, title: str, warning: str):
-        form, ok = confirmation(request, ReasonForm)
-        if not ok:
-            return self.confirm_page(
-                request, subscription, title=title, button="Yes, cancel it", warning=warning, form=form
-            )
-        self.run_service(
+        return self.confirm_then_run(
             request,
-            lambda: services.subscription_cancel(
+            subscription,
+            form_class=ReasonForm,
+            title=title,
+            button="Yes, cancel it",
+            warning=warning,
+            call=lambda data: services.subscription_cancel(
                 subscription_id=subscription.pk,
                 at_period_end=at_period_end,
-                reason=form.cleaned_data["reason"] or _staff(request, "cancelled"),
+                reason=data["reason"] or _staff(request, "cancelled"),
             ),
-            lambda s: (
+            done=lambda s: (
                 f"Subscription {s.public_id} "
                 + ("ends at the end of its paid period." if s.cancel_at_period_end else "cancelled.")
             ),
         )
-        return None
 
     @object_action(
         label="Cancel at the period's end",
@@ -285,34 +281,19 @@ class InvoiceAdmin(ExportableAdmin, ReadOnlyAdmin):
         shown=lambda i: i.status == "open",
     )
     def charge_now(self, request, invoice):
-        if request.method != "POST":
-            warning = (
-                f"The customer's saved method is charged {money_display(invoice.amount, invoice.currency)}."
-            )
-            if invoice.held_at:
-                warning += " Its last charge's outcome is unknown (held for staff): this sends a new one."
-            return self.confirm_page(
-                request,
-                invoice,
-                title=f"Charge invoice {invoice.number} now",
-                button="Yes, charge it",
-                warning=warning,
-            )
-        if invoice.status != Invoice.Status.OPEN:  # read again for this request: paid or void meanwhile
-            self.message_user(
-                request, f"Invoice {invoice.number} is {invoice.status}: nothing to charge.", messages.ERROR
-            )
-            return None
-        # Staff decide: a charge held for them (its outcome unknown) is sent, under a new key.
-        current_app.send_task(
-            CHARGE_TASK,
-            args=[invoice.pk],
-            kwargs={"force": True, "attempt": invoice.attempts, "release_hold": True},
+        warning = f"The customer's saved method is charged {money_display(invoice.amount, invoice.currency)}."
+        if invoice.held_at:
+            warning += " Its last charge's outcome is unknown (held for staff): this sends a new one."
+
+        return self.confirm_then_run(
+            request,
+            invoice,
+            title=f"Charge invoice {invoice.number} now",
+            button="Yes, charge it",
+            warning=warning,
+            call=lambda _: services.invoice_charge_request(invoice_id=invoice.pk),
+            done="The charge is sent to a worker; this page shows its outcome.",
         )
-        self.message_user(
-            request, "The charge is sent to a worker; this page shows its outcome.", messages.SUCCESS
-        )
-        return None
 
 
 class ToyboxItemInline(ReadOnlyInline):
@@ -373,24 +354,18 @@ class ToyboxAdmin(ObjectActionsAdmin, ReadOnlyAdmin):
 
     @object_action(label="Mark shipped", form=True, shown=lambda b: b.status == "ready")
     def mark_shipped(self, request, toybox):
-        form, ok = confirmation(request, ShipForm)
-        if not ok:
-            return self.confirm_page(
-                request,
-                toybox,
-                title=f"Ship toybox {toybox.public_id}",
-                button="Mark shipped",
-                warning="Its toys leave the stock.",
-                form=form,
-            )
-        self.run_service(
+        return self.confirm_then_run(
             request,
-            lambda: services.toybox_ship(
-                toybox_id=toybox.pk, tracking_number=form.cleaned_data["tracking_number"]
+            toybox,
+            form_class=ShipForm,
+            title=f"Ship toybox {toybox.public_id}",
+            button="Mark shipped",
+            warning="Its toys leave the stock.",
+            call=lambda data: services.toybox_ship(
+                toybox_id=toybox.pk, tracking_number=data["tracking_number"]
             ),
-            f"Toybox {toybox.public_id} shipped.",
+            done=f"Toybox {toybox.public_id} shipped.",
         )
-        return None
 
     @object_action(label="Mark delivered", shown=lambda b: b.status == "shipped")
     def mark_delivered(self, request, toybox):

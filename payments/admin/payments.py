@@ -2,6 +2,7 @@
 
 import uuid
 from decimal import Decimal
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
@@ -17,7 +18,6 @@ from core.admin import (
     ExportableAdmin,
     ReadOnlyAdmin,
     admin_link,
-    confirmation,
     money_display,
     object_action,
 )
@@ -193,38 +193,28 @@ class PaymentAdmin(ReadOnlyAdmin, ExportableAdmin):
     )
     def refund(self, request, payment):
         left = _refundable_left(payment)
-        form = RefundForm(
-            request.POST if request.method == "POST" else None,
-            initial={"key": uuid.uuid4()},
-            left=left,
-            currency=payment.currency,
-        )
-        if not form.is_valid():
-            return self.confirm_page(
-                request,
-                payment,
-                title=f"Refund {payment.public_id}",
-                button="Yes, refund",
-                warning=f"The money goes back to {payment.customer.email} through {payment.gateway}; "
-                f"a refund cannot be undone. Refundable now: {money_display(left, payment.currency)}.",
-                form=form,
-            )
-        data = form.cleaned_data
-        self.run_service(
+        return self.confirm_then_run(
             request,
-            lambda: services.refund_request(
+            payment,
+            form_class=partial(
+                RefundForm, initial={"key": uuid.uuid4()}, left=left, currency=payment.currency
+            ),
+            title=f"Refund {payment.public_id}",
+            button="Yes, refund",
+            warning=f"The money goes back to {payment.customer.email} through {payment.gateway}; "
+            f"a refund cannot be undone. Refundable now: {money_display(left, payment.currency)}.",
+            call=lambda data: services.refund_request(
                 payment_id=payment.pk,
                 amount=data["amount"],
                 reason=data["reason"],
                 idempotency_key=f"admin:{payment.public_id}:{data['key']}",
                 requested_by_id=request.user.pk,
             ),
-            lambda refund: (
+            done=lambda refund: (
                 f"Refund {refund.public_id} of {money_display(refund.amount, refund.currency)} "
                 f"is reserved; {payment.gateway} is asked now, and its answer shows on this page."
             ),
         )
-        return None
 
     @object_action(
         label="Re-verify with the gateway",
@@ -247,25 +237,19 @@ class PaymentAdmin(ReadOnlyAdmin, ExportableAdmin):
         shown=lambda payment: bool(payment.flagged_reason),
     )
     def resolve_flag(self, request, payment):
-        form, posted = confirmation(request, ResolveFlagForm)
-        if not posted:
-            return self.confirm_page(
-                request,
-                payment,
-                title=f"Resolve the flag on {payment.public_id}",
-                button="Yes, resolve it",
-                warning=f"Flagged for: {payment.flagged_reason}. The payment's ledger keeps this "
-                "with your note; a new mismatch flags it again.",
-                form=form,
-            )
-        self.run_service(
+        return self.confirm_then_run(
             request,
-            lambda: services.payment_flag_resolve(
-                payment_id=payment.pk, note=form.cleaned_data["note"], by=request.user.email
+            payment,
+            form_class=ResolveFlagForm,
+            title=f"Resolve the flag on {payment.public_id}",
+            button="Yes, resolve it",
+            warning=f"Flagged for: {payment.flagged_reason}. The payment's ledger keeps this "
+            "with your note; a new mismatch flags it again.",
+            call=lambda data: services.payment_flag_resolve(
+                payment_id=payment.pk, note=data["note"], by=request.user.email
             ),
-            "The flag is resolved; the ledger keeps what it was and your note.",
+            done="The flag is resolved; the ledger keeps what it was and your note.",
         )
-        return None
 
     # --- the list's bulk refund, with a confirmation page (as Django's delete) ---
 

@@ -20,7 +20,12 @@ from subscriptions.services.lifecycle import (
     subscription_skip,
     subscriptions_expire_unpaid,
 )
-from subscriptions.services.renewals import renewals_dispatch, subscription_renew, subscriptions_renew
+from subscriptions.services.renewals import (
+    invoice_charge_request,
+    renewals_dispatch,
+    subscription_renew,
+    subscriptions_renew,
+)
 from subscriptions.services.toyboxes import (
     toybox_build,
     toybox_deliver,
@@ -36,6 +41,7 @@ __all__ = [
     "invoice_attempt_failed",
     "invoice_charge",
     "invoice_charge_postponed",
+    "invoice_charge_request",
     "invoice_held",
     "invoice_paid",
     "invoices_paid_by",

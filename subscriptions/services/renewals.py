@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core import events
+from core.errors import BusinessRuleViolation
 from subscriptions.models import Invoice, Subscription
 from subscriptions.services.billing import ATTEMPT_LEASE, RENEWABLE
 from subscriptions.services.common import lock_subscription, period_end, subscription_data
@@ -70,6 +71,20 @@ def renewals_dispatch(*, now: datetime | None = None, batch: int | None = None) 
             current_app.send_task(CHARGE_TASK, args=[pk], kwargs={"attempt": attempts})
         invoices += len(ids)
     return subscriptions, invoices
+
+
+def invoice_charge_request(*, invoice_id: int) -> Invoice:
+    """Staff's "charge now": a worker charges the open invoice to the saved method, even when
+    an earlier charge is held for staff with its outcome unknown (a new attempt, a new key)."""
+    invoice = Invoice.objects.get(pk=invoice_id)
+    if invoice.status != Invoice.Status.OPEN:
+        raise BusinessRuleViolation(f"Invoice {invoice.number} is {invoice.status}: nothing to charge.")
+    current_app.send_task(
+        CHARGE_TASK,
+        args=[invoice.pk],
+        kwargs={"force": True, "attempt": invoice.attempts, "release_hold": True},
+    )
+    return invoice
 
 
 def subscription_renew(
