@@ -81,6 +81,7 @@ def on_starting(server):
     """In the master, before any worker forks: the workers inherit the metrics directory."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
         for stale in Path(directory).glob("*.db"):  # left by the previous run
             stale.unlink()
     else:

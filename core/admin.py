@@ -6,6 +6,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -62,6 +64,8 @@ def object_action(
         def run(self, request, obj):
             if not self.has_action_permission(request, permission):
                 raise PermissionDenied
+            if not isinstance(obj, models.Model):  # django-object-actions' list-level route
+                raise Http404("This button is on an object's page.")
             return func(self, request, obj)
 
         run.action_permission = permission

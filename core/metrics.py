@@ -11,7 +11,7 @@
 - Task retries and failures happen in worker processes, maybe on other hosts: each is counted
   in Redis (HINCRBY) from Celery's signals and served from there.
 
-The endpoint needs `Authorization: Bearer <METRICS_TOKEN>` (or a staff session); with no
+The endpoint needs `Authorization: Bearer <METRICS_TOKEN>` (or a superuser's session); with no
 METRICS_TOKEN it does not exist for anyone else (404). See docs/operations.md.
 """
 
@@ -72,8 +72,11 @@ class RequestMetricsMiddleware:
         method = request.method if request.method in _METHODS else "other"
         match = request.resolver_match
         route = match.view_name if match else "unmatched"
-        REQUEST_SECONDS.labels(method, route).observe(time.perf_counter() - started)
-        RESPONSES.labels(method, route, f"{response.status_code // 100}xx").inc()
+        try:
+            REQUEST_SECONDS.labels(method, route).observe(time.perf_counter() - started)
+            RESPONSES.labels(method, route, f"{response.status_code // 100}xx").inc()
+        except OSError:  # the multiprocess directory is gone or full: metrics never fail a request
+            logger.warning("could not record request metrics", exc_info=True)
         return response
 
 
@@ -267,13 +270,15 @@ def _allowed(request) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if token and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
         return True
+    # Besides Prometheus' token, a superuser's session (the figures span every app's data,
+    # more than any one model permission covers).
     user = getattr(request, "user", None)
-    return bool(user and user.is_active and user.is_staff)
+    return bool(user and user.is_active and user.is_superuser)
 
 
 @never_cache
 def metrics_view(request):
-    """Prometheus' scrape target: the bearer token METRICS_TOKEN, or a staff session."""
+    """Prometheus' scrape target: the bearer token METRICS_TOKEN, or a superuser's session."""
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
     if not _allowed(request):

@@ -306,6 +306,9 @@ def _settle_or_dispatch(message: Notification, now: datetime) -> None:
     delivery.publish_outcome(message)
 
 
+RESEND_GUARD = timedelta(minutes=1)
+
+
 def notification_resend(*, notification: Notification) -> Notification:
     """Send a message again as a new attempt of its own (resend_of names the original), to the
     address it was written for, whatever happened to the original."""
@@ -314,6 +317,16 @@ def notification_resend(*, notification: Notification) -> Notification:
             "this message was never written (its template failed); fix the template first"
         )
     with transaction.atomic():
+        # A double click (or two staff at once) sends one copy: the original is locked, and a
+        # copy made in the last minute refuses another.
+        Notification.objects.select_for_update().filter(pk=notification.pk).first()
+        recent = Notification.objects.filter(
+            resend_of=notification, created_at__gte=timezone.now() - RESEND_GUARD
+        ).exists()
+        if recent:
+            raise BusinessRuleViolation(
+                "a copy of this message was sent less than a minute ago; it is not sent twice"
+            )
         copy = Notification.objects.create(
             event_id=notification.event_id,
             event_type=notification.event_type,

@@ -4,6 +4,7 @@ and ask first where money moves (charging a saved card)."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -155,15 +156,26 @@ class SubscriptionAdmin(ObjectActionsAdmin, ReadOnlyAdmin):
         )
 
     @object_action(
-        label="Resume",
+        label="Resume…",
         description="Renew again: at the paid period's end, or now if it has ended",
+        form=True,
         shown=lambda s: s.status == "paused",
     )
     def resume(self, request, subscription):
-        self.run_service(
+        # Resuming can charge the saved card at the next renewal pass: it asks first.
+        price = money_display(subscription.plan.price, subscription.plan.currency)
+        return self.confirm_then_run(
             request,
-            lambda: services.subscription_resume(subscription_id=subscription.pk),
-            lambda s: f"Subscription {s.public_id} resumed ({s.status}).",
+            subscription,
+            title=f"Resume subscription {subscription.public_id}",
+            button="Yes, resume it",
+            warning=(
+                "Renewals start again: an invoice still open for a period not yet over is charged "
+                f"now, and a period that has ended renews now at {price}, charged to the customer's "
+                "saved card."
+            ),
+            call=lambda _: services.subscription_resume(subscription_id=subscription.pk),
+            done=lambda s: f"Subscription {s.public_id} resumed ({s.status}).",
         )
 
     @object_action(
@@ -338,7 +350,10 @@ class ToyboxAdmin(ObjectActionsAdmin, ReadOnlyAdmin):
 
     @admin.display(description="toys")
     def toys(self, toybox: Toybox) -> str:
-        return f"{toybox.items.count()} of {toybox.toys_wanted}"
+        return f"{toybox.toy_count} of {toybox.toys_wanted}"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(toy_count=Count("items"))
 
     @object_action(
         label="Rebuild",

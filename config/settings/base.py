@@ -312,8 +312,8 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
 # told to reuse it: reconnecting per task costs more than most tasks. Closed every N tasks.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
 RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", default="")
-# Bearer token Prometheus sends to GET /metrics (core.metrics); empty: only staff sessions
-# may read it, and anyone else gets a 404.
+# Bearer token Prometheus sends to GET /metrics (core.metrics); empty: only superusers'
+# sessions may read it, and anyone else gets a 404.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # The periodic tasks `manage.py setup_periodic_tasks` installs (core.periodic.PeriodicTaskSpec).
 PERIODIC_TASKS = "config.periodic.PERIODIC_TASKS"
@@ -356,6 +356,9 @@ LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 # Exports from the admin's lists are CSV (django-import-export); object buttons post.
 EXPORT_FORMATS = [CSV]
 DJANGO_OBJECT_ACTIONS_DEFAULT_HTTP_METHOD = "POST"
+# A cell that starts with "=" loses it, so text a customer typed cannot run as a formula
+# when the accountant opens the export in a spreadsheet.
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
 
 LOGGING = {
     "version": 1,

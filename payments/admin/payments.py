@@ -10,6 +10,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth import get_permission_codename
 from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
@@ -237,7 +238,7 @@ class PaymentAdmin(ReadOnlyAdmin, ExportableAdmin):
         shown=lambda payment: bool(payment.flagged_reason),
     )
     def resolve_flag(self, request, payment):
-        return self.confirm_then_run(
+        shown = self.confirm_then_run(
             request,
             payment,
             form_class=ResolveFlagForm,
@@ -250,6 +251,8 @@ class PaymentAdmin(ReadOnlyAdmin, ExportableAdmin):
             ),
             done="The flag is resolved; the ledger keeps what it was and your note.",
         )
+        # Back to the payment's own page: once resolved it is no longer on the flagged list.
+        return shown or redirect("admin:payments_payment_change", payment.pk)
 
     # --- the list's bulk refund, with a confirmation page (as Django's delete) ---
 

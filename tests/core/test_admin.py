@@ -229,6 +229,7 @@ def test_periodic_tasks_are_listed_and_editable(client):
     "changelist",
     [
         "/admin/payments/payment/",
+        "/admin/payments/flaggedpayment/",
         "/admin/payments/refund/",
         "/admin/orders/order/",
         "/admin/bookings/booking/",
@@ -242,3 +243,9 @@ def test_a_list_is_exported_only_by_staff_who_may_see_it(client, changelist):
 
     client.force_login(SuperuserFactory())
     assert client.get(changelist + "export/").status_code == 200
+
+
+def test_a_page_button_posted_to_the_list_address_is_a_404_not_a_crash(client):
+    client.force_login(SuperuserFactory())
+    assert client.post("/admin/core/deadletter/actions/replay_letter/").status_code == 404
+    assert client.post("/admin/payments/payment/actions/reverify/").status_code == 404

@@ -58,7 +58,10 @@ class Gunicorn:
             "WEB_PORT": str(port),
             "WEB_CONCURRENCY": "1",
             "LOG_LEVEL": "INFO",
+            # A directory that does not exist yet: gunicorn makes it for its workers' metrics.
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics" / "not-made-yet"),
         }
+        self.metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "config.wsgi"],
@@ -100,6 +103,7 @@ def test_gunicorn_writes_one_json_access_line_per_request_with_its_request_id(gu
     gunicorn.stop()
 
     assert given.headers["X-Request-ID"] == "access-given-1"
+    assert list(gunicorn.metrics_dir.glob("*.db"))  # the workers' request metrics, in the made directory
     access = json_lines(gunicorn.stdout.read_text())
     by_id = {}
     for line in access:

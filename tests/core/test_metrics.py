@@ -21,7 +21,7 @@ from notifications.models import Notification
 from payments.models import Payment, WebhookEvent
 from tests.conftest import wait_for
 from tests.core.tasks import always_transient, record_request_id
-from tests.factories import StaffFactory, UserFactory
+from tests.factories import StaffFactory, SuperuserFactory, UserFactory
 from tests.notifications.factories import NotificationFactory
 from tests.payments.test_models import make_payment
 
@@ -64,15 +64,29 @@ def test_the_endpoint_refuses_a_missing_or_wrong_token(client):
     assert b"fulfil_outbox_lag_seconds" in response.content
 
 
-def test_without_a_token_configured_the_endpoint_is_absent_except_for_staff(client, settings):
+def test_without_a_token_configured_the_endpoint_is_absent_except_for_superusers(client, settings):
     settings.METRICS_TOKEN = ""
 
     assert client.get("/metrics").status_code == 404
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
     client.force_login(UserFactory())
     assert client.get("/metrics").status_code == 404
-    client.force_login(StaffFactory())
+    client.force_login(StaffFactory())  # staff without every app's permissions: not all figures
+    assert client.get("/metrics").status_code == 404
+    client.force_login(SuperuserFactory())
     assert client.get("/metrics").status_code == 200
+
+
+def test_a_missing_multiprocess_directory_never_fails_a_request(client, monkeypatch, tmp_path, caplog):
+    from core import metrics
+
+    def gone(*args, **kwargs):
+        raise FileNotFoundError(tmp_path / "gone" / "histogram_1.db")
+
+    monkeypatch.setattr(metrics.REQUEST_SECONDS, "labels", gone)
+
+    assert client.get("/healthz").status_code == 200
+    assert "could not record request metrics" in caplog.text
 
 
 def test_only_get_and_head_are_answered(client):

@@ -141,3 +141,16 @@ def test_a_sweep_run_by_the_worker_logs_nothing_at_info(celery_worker, finished_
 
     assert f"Task core.idempotency.prune[{pruned.id}] received" in caplog.text
     assert [r for r in caplog.records if swept.id in r.getMessage()] == []
+
+
+def test_a_quiet_task_that_fails_is_still_logged_as_an_error(caplog):
+    trace = logging.getLogger("celery.app.trace")
+    caplog.set_level(logging.INFO)
+    data = {"id": "t-1", "name": "core.events.sweep", "exc": "OperationalError('gone')"}
+
+    trace.info("Task %(name)s[%(id)s] succeeded", data, extra={"data": data})
+    trace.error("Task %(name)s[%(id)s] raised unexpected: %(exc)s", data, extra={"data": data})
+
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "Task core.events.sweep[t-1] raised unexpected: OperationalError('gone')")
+    ]

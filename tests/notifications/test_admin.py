@@ -87,6 +87,10 @@ def test_resend_is_a_button_on_the_messages_page(admin_client, django_capture_on
     queued = admin_client.get(f"/admin/notifications/notification/{copy.pk}/change/").content.decode()
     assert "actions/resend_one/" not in queued  # not while it is on its way
 
+    twice = admin_client.post(url, follow=True).content.decode()  # a double click
+    assert "A copy of this message was sent less than a minute ago" in twice
+    assert Notification.objects.filter(resend_of=failed).count() == 1
+
 
 def test_a_message_that_was_never_written_is_not_resent(admin_client):
     broken = NotificationFactory(

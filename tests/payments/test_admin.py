@@ -275,6 +275,15 @@ def test_a_flag_is_resolved_with_a_note_the_ledger_keeps_and_a_new_mismatch_flag
     again = cashier.post(action_url(payment, "resolve_flag"), {"note": "twice"}, follow=True)
     assert messages_of(again) == ["This payment is not flagged."]
 
+    services.payment_flag(payment, "refund could not be asked for")
+    flagged_url = f"/admin/payments/flaggedpayment/{payment.pk}/actions/resolve_flag/"
+    from_the_flagged_list = cashier.post(flagged_url, {"note": "asked by hand"}, follow=True)
+    assert from_the_flagged_list.redirect_chain[-1][0] == f"{PAYMENTS}{payment.pk}/change/"
+    assert messages_of(from_the_flagged_list) == [
+        "The flag is resolved; the ledger keeps what it was and your note."
+    ]
+
+    payment.refresh_from_db()
     services.payment_flag(payment, "gateway reports 70.00 USD paid")
     assert Payment.objects.get(pk=payment.pk).flagged_reason == "gateway reports 70.00 USD paid"
 

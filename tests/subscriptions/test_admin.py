@@ -115,6 +115,9 @@ def test_pause_resume_skip_and_cancel_go_through_the_services(admin_client, subs
     assert Subscription.objects.get(pk=pk).status == "paused"
     assert OutboxEvent.objects.filter(type="subscription.paused").count() == 1
     assert buttons(page(admin_client, "subscription", pk)) == {"resume", "cancel_now"}
+    asked = admin_client.get(f"/admin/subscriptions/subscription/{pk}/actions/resume/").content.decode()
+    assert "Yes, resume it" in asked and "37.00 USD" in asked  # it may charge: it asks first
+    assert Subscription.objects.get(pk=pk).status == "paused"
     press(admin_client, "subscription", pk, "resume")
     assert Subscription.objects.get(pk=pk).status == "active"
     press(admin_client, "subscription", pk, "skip_next_box")
