@@ -151,9 +151,9 @@ class Worker(BackgroundProcess):
                 return
         raise BenchError(f"the worker did not answer ping within {timeout:.0f} s\n{self.log_tail()}")
 
-    def control(self, command: str, **kwargs: Any) -> None:
+    def control(self, command: str, queue: str | None = None, **kwargs: Any) -> None:
         replies = getattr(self.app.control, command)(
-            self.queue, destination=[self.nodename], reply=True, timeout=5, **kwargs
+            queue or self.queue, destination=[self.nodename], reply=True, timeout=5, **kwargs
         )
         if not replies:
             raise BenchError(f"the worker did not answer {command}\n{self.log_tail()}")
