@@ -24,8 +24,8 @@ from notifications.rendering import Rendered, RenderError, render
 from notifications.rules import RULES, RuleSpec
 from orders.models import Order
 from orders.services import order_event_data as order_data
+from payments.event_data import payment_event_data as payment_data
 from payments.selectors import payments_with_allocations
-from payments.services import payment_event_data as payment_data
 from subscriptions.models import Invoice, Subscription, Toybox
 from subscriptions.services.common import invoice_data, subscription_data, toybox_data
 

@@ -7,7 +7,6 @@ callers call the gateway, then hand its answer to payment_apply_state / refund_a
 
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -18,6 +17,7 @@ from core import events, http
 from core.errors import BusinessRuleViolation, InvalidInput, Unavailable
 from core.money import MoneyError, exponent, quantize
 from payments.errors import PaymentErrorCode
+from payments.event_data import payment_event_data
 from payments.gateways.base import CheckoutRequest, GatewayError, PaymentState, RefundResult, Status
 from payments.methods import customer_key, method_keep, purpose_saves_methods
 from payments.models import (
@@ -36,44 +36,6 @@ EVENT_BY_STATUS = {
     Payment.Status.FAILED: "payment.failed",
     Payment.Status.CANCELLED: "payment.cancelled",
 }
-
-
-def allocations_data(allocations: list[PaymentAllocation], currency: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "purpose": a.purpose,
-            "purpose_id": a.purpose_id,
-            "amount": quantize(a.amount, currency),
-            "refunded_amount": quantize(a.refunded_amount, currency),
-            "kind": a.kind,
-            "outcome": a.outcome,  # what the item did with the money: open, accepted, held, refused
-        }
-        for a in allocations
-    ]
-
-
-def payment_event_data(
-    payment: Payment, allocations: list[PaymentAllocation] | None = None, **extra: Any
-) -> dict[str, Any]:
-    """payment.* data: what the payment pays for is in `allocations`; a one-item payment also
-    names it in `purpose_id`, as consumers of earlier versions expect."""
-    if allocations is None:
-        allocations = list(payment.allocations.all())
-    data = {
-        "payment_id": payment.public_id,
-        "purpose": payment.purpose,
-        "customer_id": payment.customer_id,
-        "amount": quantize(payment.amount, payment.currency),  # the column keeps 3 decimals for all
-        "currency": payment.currency,
-        "kind": payment.kind,
-        "status": payment.status,
-        "allocations": allocations_data(allocations, payment.currency),
-    }
-    if len(allocations) == 1:
-        data["purpose_id"] = allocations[0].purpose_id
-    if payment.saved_method_id:
-        data["off_session"] = True  # charged to a saved method, without the customer
-    return data | extra
 
 
 def _ledger(payment: Payment, source: str, *, state: PaymentState | None = None, note: str = "", raw=None):

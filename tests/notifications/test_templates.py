@@ -27,8 +27,8 @@ from notifications.rendering import RenderError, language_for, render, sms_fit, 
 from notifications.rules import RULES
 from orders.models import Order, OrderLine
 from orders.services import order_event_data as order_event
+from payments.event_data import payment_event_data as payment_event
 from payments.models import Payment, PaymentAllocation, Refund, RefundShare
-from payments.services import payment_event_data as payment_event
 from subscriptions.models import Invoice, Subscription, Toybox, ToyboxItem
 from subscriptions.services.common import invoice_data, subscription_data, toybox_data
 from tests.factories import ResourceFactory, ServiceFactory, UserFactory
