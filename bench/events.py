@@ -201,7 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publishers", type=int, default=2, help="publishing threads in the live run")
     parser.add_argument("--baseline-tasks", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--consumer",
+        action="store_true",
+        help="the project with EVENTS_CONSUMER on: one message per event, consumed inside the worker",
+    )
     args = parser.parse_args(argv)
+    if args.consumer:  # before Django reads its settings, here and in the worker it starts
+        os.environ["TEST_EVENTS_CONSUMER"] = "1"
 
     baseline = measure_baseline(args.baseline_tasks)
     log(f"baseline: {baseline['drain_per_s']:,.0f} no-op tasks/s")
@@ -215,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     summary: dict = {
         "bench": "events",
+        "events_consumer": args.consumer,
         "events": args.events,
         "per_commit": args.per_commit,
         "publishers": args.publishers,

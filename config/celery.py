@@ -92,6 +92,10 @@ app.conf.update(
     timezone="UTC",
 )
 app.autodiscover_tasks()
+# With EVENTS_CONSUMER on, workers consume in-project subscribers' events themselves (a step of
+# their consumer; it does nothing when the setting is off). Named, not imported: it is loaded
+# when a worker starts, after Django's apps.
+app.steps["consumer"].add("core.events.consumer:EventsConsumer")
 
 
 @signals.setup_logging.connect

@@ -334,6 +334,14 @@ EVENTS_CONFIRM_TIMEOUT = env.float("EVENTS_CONFIRM_TIMEOUT", default=10.0)
 EVENTS_KICK_DEDUP_SECONDS = env.int("EVENTS_KICK_DEDUP_SECONDS", default=5)
 EVENTS_SWEEP_SECONDS = env.int("EVENTS_SWEEP_SECONDS", default=5)
 EVENTS_LAG_WARNING_SECONDS = env.int("EVENTS_LAG_WARNING_SECONDS", default=60)
+# In-project subscribers consumed inside the worker, one message per event, from queues bound
+# to the events exchange (core/events/consumer.py; RabbitMQ only). Off: the relay sends a
+# Celery task per subscriber. Events a pool job takes, unacknowledged events a worker holds,
+# and the time one subscriber may take with one event (then it is retried).
+EVENTS_CONSUMER = env.bool("EVENTS_CONSUMER", default=False)
+EVENTS_CONSUMER_BATCH = env.int("EVENTS_CONSUMER_BATCH", default=10)
+EVENTS_CONSUMER_PREFETCH = env.int("EVENTS_CONSUMER_PREFETCH", default=64)
+EVENTS_SUBSCRIBER_TIME_LIMIT = env.int("EVENTS_SUBSCRIBER_TIME_LIMIT", default=60)
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)  # published outbox rows
 EVENTS_PROCESSED_RETENTION_DAYS = env.int("EVENTS_PROCESSED_RETENTION_DAYS", default=30)
 

@@ -68,6 +68,9 @@ TWILIO_ACCOUNT_SID = env("TEST_TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env("TEST_TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env("TEST_TWILIO_FROM_NUMBER", default="")
 TWILIO_API_URL = env("TEST_TWILIO_API_URL", default="")
+# Events consumed inside the worker (core/events/consumer.py) in the worker processes a test
+# starts with it; the suite's own default is the Celery task per subscriber.
+EVENTS_CONSUMER = env.bool("TEST_EVENTS_CONSUMER", default=False)
 NOTIFICATIONS_LEASE_SECONDS = env.int("TEST_NOTIFICATIONS_LEASE_SECONDS", default=120)
 # No quiet hours unless a test asks: a suite run at night must not hold its SMS till morning.
 NOTIFICATIONS_QUIET_HOURS = env("TEST_NOTIFICATIONS_QUIET_HOURS", default="")

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import BusinessRuleViolation
+from core.events import consumer
 from core.events.registry import SUBSCRIBERS
 from core.models import DeadLetter, OutboxEvent, ProcessedEvent
 
@@ -57,9 +58,12 @@ def dead_letter_replay(*, dead_letter_id: int) -> DeadLetter:
         raise ReplayError(f"no subscriber named {letter.subscriber} is registered any more")
     envelope = letter.envelope
     try:
-        sub.task.apply_async(
-            args=[envelope], kwargs={"replay": True}, task_id=sub.task_id(envelope["id"]), queue=sub.queue
-        )
+        if settings.EVENTS_CONSUMER:
+            consumer.replay_send(sub, envelope)
+        else:
+            sub.task.apply_async(
+                args=[envelope], kwargs={"replay": True}, task_id=sub.task_id(envelope["id"]), queue=sub.queue
+            )
     except Exception as exc:
         raise ReplayError(f"the broker did not take the replay of #{letter.pk}: {exc}") from exc
     DeadLetter.objects.filter(pk=letter.pk).update(replayed_at=timezone.now())

@@ -26,6 +26,7 @@ from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
 
+from core.events.consumer import topology as consumer_topology
 from core.events.registry import subscribers_for
 from core.events.sinks import BrokerUnavailable, ConfirmingPublisher, events_exchange, load_sink
 from core.logging import REQUEST_ID_HEADER
@@ -62,6 +63,8 @@ def _get_publisher() -> ConfirmingPublisher:
             events_exchange(),
             *(work_queue(n) for n in QUEUE_NAMES),
             *(dead_letter_queue(n) for n in QUEUE_NAMES),
+            # The subscribers' queues, bound before anything is published to the exchange.
+            *(consumer_topology() if settings.EVENTS_CONSUMER else ()),
         )
         _publisher = publisher
     return _publisher
@@ -90,7 +93,7 @@ def _drop_publisher() -> None:
 
 @receiver(setting_changed)
 def _reconnect_on_settings_change(setting: str, **kwargs) -> None:
-    if setting in {"EVENTS_BROKER_URL", "CELERY_BROKER_URL"}:
+    if setting in {"EVENTS_BROKER_URL", "CELERY_BROKER_URL", "EVENTS_CONSUMER"}:
         _drop_publisher()
 
 
@@ -180,10 +183,11 @@ def _publish_rows(rows: list[OutboxEvent]) -> None:
     publisher = _get_publisher()
     sink = load_sink(publisher)
     as_task = current_app.amqp.as_task_v2
+    per_subscriber = not settings.EVENTS_CONSUMER  # else the envelope alone reaches their queues
     for row in rows:
         envelope = row.envelope
-        sink.publish(envelope)
-        for sub in subscribers_for(row.type):
+        sink.publish(envelope, request_id=row.request_id or None)
+        for sub in subscribers_for(row.type) if per_subscriber else ():
             if sub.when and not sub.accepts(row.data):
                 continue
             headers, properties, body, _ = as_task(

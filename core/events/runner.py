@@ -101,23 +101,29 @@ class SubscriberTask(Task):
             )
 
 
+def subscriber_run(sub: "Subscriber", envelope: dict[str, Any], *, replay: bool = False) -> str:
+    """One delivery of an event to a subscriber: its effect and its processed-event row in one
+    transaction (nothing twice), a replay resolving the dead letter; what happened."""
+    event = Event.from_envelope(envelope)
+    if not replay and not sub.accepts(event.data):
+        # Published before the subscriber had its `when` (a deploy in between): not for it.
+        return "not for this subscriber"
+    with transaction.atomic():
+        outcome = "processed"
+        if claim_processing(event_id=envelope["id"], subscriber=sub.name):
+            sub.func(event)
+        else:
+            outcome = "already processed"  # e.g. a duplicate copy succeeded after all
+        if replay:
+            DeadLetter.objects.filter(
+                event_id=event.id, subscriber=sub.name, resolved_at__isnull=True
+            ).update(resolved_at=timezone.now())
+    return outcome
+
+
 def make_subscriber_task(sub: "Subscriber") -> Task:
     def run(self, envelope: dict[str, Any], replay: bool = False) -> str:
-        event = Event.from_envelope(envelope)
-        if not replay and not sub.accepts(event.data):
-            # Published before the subscriber had its `when` (a deploy in between): not for it.
-            return "not for this subscriber"
-        with transaction.atomic():
-            outcome = "processed"
-            if claim_processing(event_id=envelope["id"], subscriber=sub.name):
-                sub.func(event)
-            else:
-                outcome = "already processed"  # e.g. a duplicate copy succeeded after all
-            if replay:
-                DeadLetter.objects.filter(
-                    event_id=event.id, subscriber=sub.name, resolved_at__isnull=True
-                ).update(resolved_at=timezone.now())
-        return outcome
+        return subscriber_run(sub, envelope, replay=replay)
 
     return current_app.task(
         run,

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 from kombu import Connection, Exchange, Producer
 
+from core.logging import REQUEST_ID_HEADER
+
 logger = logging.getLogger(__name__)
 
 
@@ -111,8 +113,9 @@ class ConfirmingPublisher:
 
 
 class EventSink(Protocol):
-    def publish(self, envelope: dict[str, Any]) -> None:
-        """Send one envelope (it may be buffered until flush)."""
+    def publish(self, envelope: dict[str, Any], *, request_id: str | None = None) -> None:
+        """Send one envelope (it may be buffered until flush), with the id of the request that
+        published it when there was one (for the logs of whoever consumes it)."""
 
     def flush(self) -> None:
         """Return once the bus holds every envelope sent since the last flush; raise otherwise."""
@@ -125,14 +128,17 @@ class RabbitMQSink:
         self.publisher = publisher
         self.exchange = events_exchange()
 
-    def publish(self, envelope: dict[str, Any]) -> None:
+    def publish(self, envelope: dict[str, Any], *, request_id: str | None = None) -> None:
+        headers = {"event_type": envelope["type"], "event_version": envelope["version"]}
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
         self.publisher.publish(
             json.dumps(envelope, separators=(",", ":")),
             exchange=self.exchange,
             routing_key=envelope["type"],
             message_id=envelope["id"],
             type=envelope["type"],
-            headers={"event_type": envelope["type"], "event_version": envelope["version"]},
+            headers=headers,
         )
 
     def flush(self) -> None:

@@ -1,0 +1,404 @@
+"""Events consumed inside the worker at the broker's pace (EVENTS_CONSUMER; RabbitMQ only).
+
+With EVENTS_CONSUMER on, the relay publishes each event once, its envelope to the events
+topic exchange, and no Celery task per subscriber. Subscribers are grouped by their `queue`:
+group G has
+
+  G.events             durable, bound to the events exchange by every pattern of G's
+                       subscribers; what the worker consumes for G
+  G.events.retry.<n>   where a failed delivery waits before its n-th retry: a per-message TTL
+                       (the subscriber's backoff with jitter), then RabbitMQ dead-letters it
+                       back to G.events, naming the one subscriber to run again
+  G.events.dlq         a delivery whose retries are spent, beside its DeadLetter row
+
+A worker consumes G.events for each queue G it consumes tasks from (`-Q`), through a consumer
+step of its own (EventsConsumer) that never blocks the worker's event loop: it hands the
+events to the worker's pool, a few per pool job (EVENTS_CONSUMER_BATCH), each event and
+subscriber in its own transaction with its processed-event row (core.events.runner), and
+acknowledges a message once every subscriber it was for has either committed, been sent to
+a retry queue, or been dead-lettered. A worker that dies before that leaves the message
+unacknowledged: RabbitMQ delivers it again and the processed-event rows keep what already
+committed from happening twice.
+"""
+
+import logging
+import signal
+import threading
+import traceback as tb
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from celery import bootsteps
+from celery.utils.time import get_exponential_backoff_interval
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import close_old_connections
+from kombu import Consumer, Exchange, Producer, Queue, binding
+
+from core.events.sinks import events_exchange
+from core.logging import REQUEST_ID_HEADER, request_id_var
+from core.queues import DEAD_LETTER_EXCHANGE
+
+if TYPE_CHECKING:
+    from core.events.registry import Subscriber
+
+# config/celery.py adds EventsConsumer to the worker before Django's apps are loaded: the
+# registry (and through it the models) is imported where it is used, never at import time.
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIBER_HEADER = "x-subscriber"  # the one subscriber a retried or replayed message is for
+ATTEMPT_HEADER = "x-attempt"  # retries this delivery follows (0: the first)
+REPLAY_HEADER = "x-replay"
+MAX_BACKOFF_SECONDS = 600
+UNSETTLED_RETRY_SECONDS = 5.0  # a delivery whose failure could not be recorded is tried again
+DEFAULT_EXCHANGE = Exchange("", type="direct")
+
+
+# --- Topology ---------------------------------------------------------------------------------
+def groups() -> dict[str, list["Subscriber"]]:
+    """Subscribers by group (their `queue`)."""
+    from core.events.registry import SUBSCRIBERS
+
+    grouped: dict[str, list[Subscriber]] = {}
+    for sub in SUBSCRIBERS.values():
+        grouped.setdefault(sub.queue, []).append(sub)
+    return grouped
+
+
+def events_queue(group: str) -> Queue:
+    exchange = events_exchange()
+    patterns = sorted({pattern for sub in groups().get(group, []) for pattern in sub.patterns})
+    return Queue(
+        f"{group}.events",
+        bindings=[binding(exchange, routing_key=pattern) for pattern in patterns],
+        durable=True,
+    )
+
+
+def retry_queue(group: str, attempt: int) -> Queue:
+    return Queue(
+        f"{group}.events.retry.{attempt}",
+        DEFAULT_EXCHANGE,
+        routing_key=f"{group}.events.retry.{attempt}",
+        durable=True,
+        queue_arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{group}.events"},
+    )
+
+
+def events_dead_letter_queue(group: str) -> Queue:
+    return Queue(f"{group}.events.dlq", DEAD_LETTER_EXCHANGE, routing_key=f"{group}.events", durable=True)
+
+
+def topology() -> list[Queue]:
+    """Every group's queues: declared by the relay before it publishes (a topic exchange drops
+    what no queue is bound for) and by the consumer before it consumes."""
+    queues = []
+    for group, subs in sorted(groups().items()):
+        queues.append(events_queue(group))
+        queues += [retry_queue(group, n) for n in range(1, max(s.max_retries for s in subs) + 1)]
+        queues.append(events_dead_letter_queue(group))
+    return queues
+
+
+def check_transport(broker_url: str) -> None:
+    if not broker_url.startswith(("amqp", "pyamqp")):
+        raise ImproperlyConfigured(
+            "EVENTS_CONSUMER needs RabbitMQ (its retries are per-message TTLs dead-lettered back); "
+            "the embedded filesystem broker runs a Celery task per subscriber (EVENTS_CONSUMER=0)"
+        )
+
+
+def replay_send(sub: "Subscriber", envelope: dict[str, Any]) -> None:
+    """Send a dead letter's event to its one subscriber again, through its group's queue."""
+    from celery import current_app
+
+    with current_app.producer_or_acquire() as producer:
+        producer.publish(
+            envelope,
+            exchange=DEFAULT_EXCHANGE,
+            routing_key=events_queue(sub.queue).name,
+            headers={SUBSCRIBER_HEADER: sub.name, REPLAY_HEADER: True},
+            serializer="json",
+            delivery_mode=2,
+            retry=True,
+            declare=[events_queue(sub.queue)],
+        )
+
+
+# --- In the pool ------------------------------------------------------------------------------
+def run_deliveries(
+    deliveries: list[tuple[dict[str, Any], list[str], int, bool, str | None]],
+) -> list[list[tuple]]:
+    """Run each (envelope, subscriber names, attempt, replay, request id) in this pool process.
+
+    Per delivery, per subscriber: ("done",), ("retry", name, attempt, delay seconds), or
+    ("dead", name) once its dead letter is recorded. Never raises for a subscriber's failure.
+    """
+    from core.events.registry import SUBSCRIBERS
+
+    close_old_connections()  # as Celery does around a task: a connection past its age goes
+    results = []
+    for envelope, names, attempt, replay, request_id in deliveries:
+        token = request_id_var.set(request_id)  # the publishing request's id, on every log line
+        try:
+            outcomes = []
+            for name in names:
+                sub = SUBSCRIBERS.get(name)
+                if sub is None:  # gone since the message was published: nothing to run
+                    outcomes.append(("done",))
+                    continue
+                try:
+                    outcomes.append(_run_one(sub, envelope, attempt, replay))
+                except Exception:  # e.g. the database went while recording a dead letter
+                    logger.exception("event delivery not settled; trying again", extra={"subscriber": name})
+                    close_old_connections()
+                    outcomes.append(("retry", name, attempt, UNSETTLED_RETRY_SECONDS))
+        finally:
+            request_id_var.reset(token)
+        results.append(outcomes)
+    close_old_connections()  # a thread of the threads pool keeps no connection past its age
+    return results
+
+
+class SubscriberTimeLimit(Exception):
+    """A subscriber ran past EVENTS_SUBSCRIBER_TIME_LIMIT with one event: it is retried."""
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block after `seconds` (a pool process's main thread; elsewhere, e.g. the
+    tests' threads pool, only the pool job's own limit applies)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise SubscriberTimeLimit(f"took more than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run_one(sub: "Subscriber", envelope: dict[str, Any], attempt: int, replay: bool) -> tuple:
+    from core.events.runner import dead_letter_record, subscriber_run
+
+    try:
+        with _time_limit(settings.EVENTS_SUBSCRIBER_TIME_LIMIT):
+            subscriber_run(sub, envelope, replay=replay)
+        return ("done",)
+    except (*sub.retry_for, SubscriberTimeLimit) as exc:
+        if attempt < sub.max_retries:
+            close_old_connections()
+            delay = get_exponential_backoff_interval(
+                factor=sub.retry_backoff,
+                retries=attempt,
+                maximum=MAX_BACKOFF_SECONDS,
+                full_jitter=sub.retry_jitter,
+            )
+            logger.warning(
+                "subscriber failed; retrying",
+                extra={"subscriber": sub.name, "event_id": envelope["id"], "error": str(exc), "in_s": delay},
+            )
+            return ("retry", sub.name, attempt + 1, delay)
+        failure = exc
+    except Exception as exc:  # noqa: BLE001 - a bug: dead-lettered at once
+        failure = exc
+    close_old_connections()
+    logger.error(
+        "subscriber dead-lettered",
+        extra={"subscriber": sub.name, "event_id": envelope["id"], "error": str(failure)},
+    )
+    dead_letter_record(
+        subscriber=sub.name,
+        envelope=envelope,
+        exc=failure,
+        attempts=attempt + 1,
+        trace="".join(tb.format_exception(failure))[-20000:],
+    )
+    return ("dead", sub.name)
+
+
+def _headers(name: str, attempt: int, replay: bool, request_id: str | None) -> dict[str, Any]:
+    """A retry's headers: the one subscriber, its attempt, and what the delivery carried (a
+    replay stays a replay, so its success resolves the dead letter)."""
+    headers: dict[str, Any] = {SUBSCRIBER_HEADER: name, ATTEMPT_HEADER: attempt}
+    if replay:
+        headers[REPLAY_HEADER] = True
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    return headers
+
+
+# --- In the worker's main process -------------------------------------------------------------
+class EventsConsumer(bootsteps.ConsumerStep):
+    """Consumes G.events for every queue G the worker takes tasks from, into the pool."""
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.pending: list[tuple[Any, str, tuple]] = []
+        self.flush_scheduled = False
+
+    def start(self, c):
+        if not settings.EVENTS_CONSUMER:
+            return
+        check_transport(c.app.conf.broker_url)
+        self.c = c
+        consumed = set(c.app.amqp.queues.consume_from or c.app.amqp.queues)
+        self.groups = sorted(set(groups()) & consumed)
+        if self.groups:
+            super().start(c)
+
+    def get_consumers(self, channel) -> Iterable[Consumer]:
+        channel.basic_qos(0, settings.EVENTS_CONSUMER_PREFETCH, False)
+        self.producer = Producer(channel)
+        for queue in topology():
+            queue(channel).declare()
+        return [
+            Consumer(
+                channel,
+                queues=[events_queue(group)],
+                callbacks=[partial(self.on_message, group)],
+                accept=["json"],
+            )
+            for group in self.groups
+        ]
+
+    def on_message(self, group: str, envelope: dict[str, Any], message) -> None:
+        from core.events.registry import SUBSCRIBERS, subscribers_for
+
+        headers = message.headers or {}
+        only = headers.get(SUBSCRIBER_HEADER)
+        attempt = int(headers.get(ATTEMPT_HEADER, 0))
+        replay = bool(headers.get(REPLAY_HEADER))
+        request_id = headers.get(REQUEST_ID_HEADER)
+        if only:
+            names = [only] if only in SUBSCRIBERS else []
+        else:
+            # A subscriber's `when` is applied here, before any work: no pool job for an
+            # event none of the group's subscribers wants.
+            names = [
+                s.name
+                for s in subscribers_for(envelope.get("type", ""))
+                if s.queue == group and s.accepts(envelope.get("data") or {})
+            ]
+        if not names:
+            message.ack()
+            return
+        self.pending.append((message, group, (envelope, names, attempt, replay, request_id)))
+        if len(self.pending) >= settings.EVENTS_CONSUMER_BATCH:
+            self.flush()
+        elif not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.c.hub.call_soon(self.flush)  # what else arrived in this loop turn joins them
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        # Each subscriber has its own limit inside the job; the job's hard limit is the backstop
+        # for a process stuck where no signal reaches it.
+        runs = sum(len(delivery[1]) for _, _, delivery in batch)
+        self.c.pool.apply_async(
+            run_deliveries,
+            args=([delivery for _, _, delivery in batch],),
+            callback=partial(self._in_loop, self.settle, batch),
+            error_callback=partial(self._in_loop, self.lost, batch),
+            timeout=settings.EVENTS_SUBSCRIBER_TIME_LIMIT * runs + 10,
+        )
+
+    def _in_loop(self, handler, batch, result) -> None:
+        """Pool callbacks come from the pool's result handling: a thread with the threads pool.
+        The channel is the event loop's, so what uses it runs there."""
+        self.c.hub.call_soon(partial(handler, batch, result))
+
+    def settle(self, batch, results) -> None:
+        try:
+            self._settle(batch, results)
+        except Exception:  # the channel went with the connection: RabbitMQ delivers them again
+            logger.warning("events not acknowledged; they will be delivered again", exc_info=True)
+
+    def _settle(self, batch, results) -> None:
+        for (message, group, (envelope, _, _, replay, request_id)), outcomes in zip(
+            batch, results, strict=True
+        ):
+            for outcome in outcomes:
+                if outcome[0] == "retry":
+                    _, name, attempt, delay = outcome
+                    self.producer.publish(
+                        envelope,
+                        exchange=DEFAULT_EXCHANGE,
+                        routing_key=retry_queue(group, attempt).name,
+                        headers=_headers(name, attempt, replay, request_id),
+                        expiration=max(delay, 0.001),
+                        serializer="json",
+                        delivery_mode=2,
+                    )
+                elif outcome[0] == "dead":
+                    self.producer.publish(
+                        envelope,
+                        exchange=DEAD_LETTER_EXCHANGE,
+                        routing_key=f"{group}.events",
+                        headers={SUBSCRIBER_HEADER: outcome[1]},
+                        serializer="json",
+                        delivery_mode=2,
+                    )
+            message.ack()
+
+    def lost(self, batch, exc) -> None:
+        try:
+            self._lost(batch, exc)
+        except Exception:  # the channel went with the connection: RabbitMQ delivers them again
+            logger.warning("events not acknowledged; they will be delivered again", exc_info=True)
+
+    def _lost(self, batch, exc) -> None:
+        """The pool process died or overran its hard limit mid-job: every message of the job is
+        delivered again (what committed is not done twice). A message that already was goes to
+        each subscriber's next retry instead, so an event that kills its process cannot loop for
+        ever; past the last retry it lands on G.events.dlq (logged: no DeadLetter row, which only
+        a pool process could write)."""
+        from core.events.registry import SUBSCRIBERS
+
+        logger.error("events pool job lost", extra={"error": repr(exc), "messages": len(batch)})
+        for message, group, (envelope, names, attempt, replay, request_id) in batch:
+            if not message.delivery_info.get("redelivered"):
+                message.reject(requeue=True)
+                continue
+            for name in names:
+                sub = SUBSCRIBERS.get(name)
+                if sub is not None and attempt < sub.max_retries:
+                    self.producer.publish(
+                        envelope,
+                        exchange=DEFAULT_EXCHANGE,
+                        routing_key=retry_queue(group, attempt + 1).name,
+                        headers=_headers(name, attempt + 1, replay, request_id),
+                        expiration=1,
+                        serializer="json",
+                        delivery_mode=2,
+                    )
+                else:
+                    logger.critical(
+                        "event killed its pool process on every try; on the dead-letter queue",
+                        extra={
+                            "subscriber": name,
+                            "event_id": envelope.get("id"),
+                            "queue": f"{group}.events.dlq",
+                        },
+                    )
+                    self.producer.publish(
+                        envelope,
+                        exchange=DEAD_LETTER_EXCHANGE,
+                        routing_key=f"{group}.events",
+                        headers={SUBSCRIBER_HEADER: name},
+                        serializer="json",
+                        delivery_mode=2,
+                    )
+            message.ack()
