@@ -339,8 +339,8 @@ EVENTS_LAG_WARNING_SECONDS = env.int("EVENTS_LAG_WARNING_SECONDS", default=60)
 # Celery task per subscriber. Events a pool job takes, unacknowledged events a worker holds,
 # and the time one subscriber may take with one event (then it is retried).
 EVENTS_CONSUMER = env.bool("EVENTS_CONSUMER", default=False)
-EVENTS_CONSUMER_BATCH = env.int("EVENTS_CONSUMER_BATCH", default=10)
-EVENTS_CONSUMER_PREFETCH = env.int("EVENTS_CONSUMER_PREFETCH", default=64)
+EVENTS_CONSUMER_BATCH = env.int("EVENTS_CONSUMER_BATCH", default=25)
+EVENTS_CONSUMER_PREFETCH = env.int("EVENTS_CONSUMER_PREFETCH", default=128)
 EVENTS_SUBSCRIBER_TIME_LIMIT = env.int("EVENTS_SUBSCRIBER_TIME_LIMIT", default=60)
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)  # published outbox rows
 EVENTS_PROCESSED_RETENTION_DAYS = env.int("EVENTS_PROCESSED_RETENTION_DAYS", default=30)

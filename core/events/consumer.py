@@ -137,9 +137,10 @@ def run_deliveries(
     Per delivery, per subscriber: ("done",), ("retry", name, attempt, delay seconds), or
     ("dead", name) once its dead letter is recorded. Never raises for a subscriber's failure.
     """
+    from core.db import connections_mark_used, connections_trust_recent
     from core.events.registry import SUBSCRIBERS
 
-    close_old_connections()  # as Celery does around a task: a connection past its age goes
+    connections_trust_recent()  # as around a task (config/celery.py): no SELECT 1 for a busy one
     results = []
     for envelope, names, attempt, replay, request_id in deliveries:
         token = request_id_var.set(request_id)  # the publishing request's id, on every log line
@@ -159,7 +160,8 @@ def run_deliveries(
         finally:
             request_id_var.reset(token)
         results.append(outcomes)
-    close_old_connections()  # a thread of the threads pool keeps no connection past its age
+    close_old_connections()  # as after a task: one that errored or outlived its age goes
+    connections_mark_used()
     return results
 
 
