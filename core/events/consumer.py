@@ -338,7 +338,8 @@ class EventsConsumer(bootsteps.ConsumerStep):
                     self.producer.publish(
                         envelope,
                         exchange=DEFAULT_EXCHANGE,
-                        routing_key=retry_queue(group, attempt).name,
+                        # an unsettled first try (attempt 0) waits in retry.1 too
+                        routing_key=retry_queue(group, max(attempt, 1)).name,
                         headers=_headers(name, attempt, replay, request_id),
                         expiration=max(delay, 0.001),
                         serializer="json",

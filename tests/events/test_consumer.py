@@ -13,7 +13,7 @@ import json
 import pika
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import OperationalError, transaction
 
 from config.celery import app
 from core import events
@@ -263,6 +263,30 @@ def test_a_subscriber_bug_is_dead_lettered_at_once(consuming_worker, deliveries)
         what="the other subscriber's effect",
     )
     assert [(a, o) for e, n, a, o in deliveries if n == "tests.broken"] == [(0, "dead")]
+
+
+def test_a_failure_that_could_not_be_recorded_is_tried_again(consuming_worker, deliveries, monkeypatch):
+    from core.events import runner
+
+    record, calls = runner.dead_letter_record, []
+
+    def database_gone_once(**kwargs):
+        calls.append(kwargs["subscriber"])
+        if len(calls) == 1:
+            raise OperationalError("the database went away")
+        return record(**kwargs)
+
+    monkeypatch.setattr(runner, "dead_letter_record", database_gone_once)
+    with transaction.atomic():
+        event = events.publish("order.fulfilled", {"order_id": "C-12"})
+
+    letter = wait_for(
+        lambda: DeadLetter.objects.filter(event_id=event.event_id, subscriber="tests.broken").first(),
+        timeout=30,
+        what="the dead letter, recorded on the second try",
+    )
+    assert letter.attempts == 1 and calls == ["tests.broken", "tests.broken"]
+    assert [(a, o) for e, n, a, o in deliveries if n == "tests.broken"] == [(0, "retry"), (0, "dead")]
 
 
 def test_sigkill_of_the_worker_mid_subscriber_leaves_one_effect(consuming, worker_processes, redis_client):
