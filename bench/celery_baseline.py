@@ -64,7 +64,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -76,6 +75,7 @@ if str(REPO) not in sys.path:  # run as a script: bench/ is on the path, the pro
     sys.path.insert(0, str(REPO))
 
 from bench.process import STOP_GRACE_SECONDS, BackgroundProcess, BenchError  # noqa: E402
+from core.alarm import raise_after  # noqa: E402
 
 DEFAULT_TASKS = 10_000
 DEFAULT_DRAIN_TIMEOUT = 300.0
@@ -163,20 +163,8 @@ class Worker(BackgroundProcess):
 @contextlib.contextmanager
 def hard_deadline(seconds: float, what: str) -> Iterator[None]:
     """Raise DeadlineExceeded in the main thread after `seconds` (no-op outside the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
+    with raise_after(seconds, lambda: DeadlineExceeded(f"{what}: gave up after {seconds:.0f} s")):
         yield
-        return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise DeadlineExceeded(f"{what}: gave up after {seconds:.0f} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def ready_count(channel: Any, queue: str) -> tuple[int, int]:

@@ -22,11 +22,8 @@ committed from happening twice.
 """
 
 import logging
-import signal
-import threading
 import traceback as tb
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +34,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections
 from kombu import Consumer, Exchange, Producer, Queue, binding
 
+from core.alarm import raise_after
 from core.events.sinks import events_exchange
 from core.logging import REQUEST_ID_HEADER, request_id_var
 from core.queues import DEAD_LETTER_EXCHANGE
@@ -169,31 +167,13 @@ class SubscriberTimeLimit(Exception):
     """A subscriber ran past EVENTS_SUBSCRIBER_TIME_LIMIT with one event: it is retried."""
 
 
-@contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the block after `seconds` (a pool process's main thread; elsewhere, e.g. the
-    tests' threads pool, only the pool job's own limit applies)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum, frame):
-        raise SubscriberTimeLimit(f"took more than {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _run_one(sub: "Subscriber", envelope: dict[str, Any], attempt: int, replay: bool) -> tuple:
     from core.events.runner import dead_letter_record, subscriber_run
 
     try:
-        with _time_limit(settings.EVENTS_SUBSCRIBER_TIME_LIMIT):
+        limit = settings.EVENTS_SUBSCRIBER_TIME_LIMIT
+        # In a pool process's main thread; in the tests' threads pool the job's own limit applies.
+        with raise_after(limit, lambda: SubscriberTimeLimit(f"took more than {limit:g} s")):
             subscriber_run(sub, envelope, replay=replay)
         return ("done",)
     except (*sub.retry_for, SubscriberTimeLimit) as exc:
