@@ -1,7 +1,9 @@
 """Shared fixtures: a real Celery worker consuming from RabbitMQ, a Redis client, an API client."""
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import redis
@@ -37,6 +40,24 @@ def wait_for(
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or condition}")
 
 
+def purge_queues() -> None:
+    """Empty the task queues and the in-project subscribers' event queues."""
+    from core.events import consumer
+
+    celery_app.control.purge()
+    with celery_app.connection_for_write() as conn:
+        for queue in consumer.topology():
+            bound = queue(conn.default_channel)
+            bound.declare()
+            bound.purge()
+
+
+def _events_consumers(worker) -> list:
+    from core.events.consumer import EventsConsumer
+
+    return [step for step in worker.consumer.steps if isinstance(step, EventsConsumer)]
+
+
 def _quiesce(worker, timeout: float = 15.0) -> None:
     """Stop taking tasks and let the running ones finish.
 
@@ -50,12 +71,17 @@ def _quiesce(worker, timeout: float = 15.0) -> None:
     def cancel() -> None:  # on the worker's own event loop, where its consumer lives
         for queue in QUEUE_NAMES:  # not cancel_task_queue(): that deselects the queue in the shared app
             worker.consumer.task_consumer.cancel_by_queue(queue)
+        for step in _events_consumers(worker):
+            for consumer in step.consumers or ():
+                consumer.cancel()
         cancelled.set()
 
     worker.hub.call_soon(cancel)
     cancelled.wait(5)
     wait_for(
-        lambda: not worker_state.active_requests, timeout=timeout, what="the worker's running tasks to end"
+        lambda: not worker_state.active_requests and not any(s.in_flight for s in _events_consumers(worker)),
+        timeout=timeout,
+        what="the worker's running tasks and events to end",
     )
 
 
@@ -91,7 +117,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     connections, so tests that use it need `@pytest.mark.django_db(transaction=True)`.
     One per test, so a test that runs its own worker process has the queues to itself.
     """
-    celery_app.control.purge()  # nothing left over from earlier tests reaches this worker
+    purge_queues()  # nothing left over from earlier tests reaches this worker
     with django_db_blocker.unblock(), running_worker() as worker:
         yield worker
 
@@ -131,10 +157,55 @@ def finished_tasks():
 
 
 @pytest.fixture
+def deliveries(monkeypatch):
+    """(event id, subscriber, attempt, outcome) of every run the in-process worker's pool made
+    of an event (core/events/consumer.py)."""
+    from core.events import consumer
+
+    seen: list[tuple[str, str, int, str]] = []
+    run = consumer.run_deliveries
+
+    def recording(batch):
+        results = run(batch)
+        for (envelope, names, attempt, *_), outcomes in zip(batch, results, strict=True):
+            seen.extend((envelope["id"], n, attempt, o[0]) for n, o in zip(names, outcomes, strict=True))
+        return results
+
+    monkeypatch.setattr(consumer, "run_deliveries", recording)
+    return seen
+
+
+@pytest.fixture
+def task_per_subscriber(settings) -> dict[str, str]:
+    """The fallback for brokers without the events consumer: the relay sends a Celery task per
+    subscriber. On in this process; the env to give the worker processes a test starts."""
+    settings.EVENTS_CONSUMER = False
+    return {"TEST_EVENTS_CONSUMER": "0"}
+
+
+def queue_messages(name: str) -> int:
+    """Messages on a queue, ready or delivered and not yet acknowledged (what AMQP's passive
+    declare does not count), read with rabbitmqctl on this machine's broker."""
+    url = urlsplit(settings.CELERY_BROKER_URL)
+    if shutil.which("rabbitmqctl") is None or url.hostname not in {"127.0.0.1", "localhost"}:
+        pytest.skip("needs rabbitmqctl for the test broker")
+    vhost = unquote(url.path[1:]) or "/"
+    listing = subprocess.run(  # noqa: S603
+        ["rabbitmqctl", "list_queues", "-p", vhost, "name", "messages", "--formatter", "json", "-q"],  # noqa: S607
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    counts = {queue["name"]: queue["messages"] for queue in json.loads(listing.stdout)}
+    return counts[name]
+
+
+@pytest.fixture
 def celery_app_without_worker():
     """For tests that only enqueue: whatever they send is purged from the queues afterwards."""
     yield celery_app
-    celery_app.control.purge()
+    purge_queues()
 
 
 @pytest.fixture

@@ -305,6 +305,12 @@ def celery_broker(url: str) -> tuple[str, dict]:
 
 
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker(env("CELERY_BROKER_URL", default=""))
+
+
+def consumer_default(broker_url: str, events_broker_url: str) -> bool:
+    """Events consumed inside the worker when the tasks' broker is RabbitMQ and the relay
+    publishes events to that same broker (the worker consumes them on its own connection)."""
+    return broker_url.startswith(("amqp", "pyamqp")) and events_broker_url in ("", broker_url)
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
@@ -335,10 +341,11 @@ EVENTS_KICK_DEDUP_SECONDS = env.int("EVENTS_KICK_DEDUP_SECONDS", default=5)
 EVENTS_SWEEP_SECONDS = env.int("EVENTS_SWEEP_SECONDS", default=5)
 EVENTS_LAG_WARNING_SECONDS = env.int("EVENTS_LAG_WARNING_SECONDS", default=60)
 # In-project subscribers consumed inside the worker, one message per event, from queues bound
-# to the events exchange (core/events/consumer.py; RabbitMQ only). Off: the relay sends a
-# Celery task per subscriber. Events a pool job takes, unacknowledged events a worker holds,
-# and the time one subscriber may take with one event (then it is retried).
-EVENTS_CONSUMER = env.bool("EVENTS_CONSUMER", default=False)
+# to the events exchange (core/events/consumer.py). On by default with RabbitMQ; the embedded
+# filesystem broker (and any broker without per-message TTLs and dead-lettering) gets a
+# Celery task per subscriber instead. Events a pool job takes, unacknowledged events a worker
+# holds, and the time one subscriber may take with one event (then it is retried).
+EVENTS_CONSUMER = env.bool("EVENTS_CONSUMER", default=consumer_default(CELERY_BROKER_URL, EVENTS_BROKER_URL))
 EVENTS_CONSUMER_BATCH = env.int("EVENTS_CONSUMER_BATCH", default=25)
 EVENTS_CONSUMER_PREFETCH = env.int("EVENTS_CONSUMER_PREFETCH", default=128)
 EVENTS_SUBSCRIBER_TIME_LIMIT = env.int("EVENTS_SUBSCRIBER_TIME_LIMIT", default=60)

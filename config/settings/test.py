@@ -38,7 +38,15 @@ _shell_environment = environ.Env.ENVIRON
 environ.Env.ENVIRON = {**TEST_ENVIRONMENT, "DJANGO_READ_DOT_ENV": "0"}
 
 from .base import *  # noqa: E402, F403
-from .base import REST_FRAMEWORK, cache_from_url, celery_broker, database_from_url, env  # noqa: E402
+from .base import (  # noqa: E402
+    EVENTS_BROKER_URL,
+    REST_FRAMEWORK,
+    cache_from_url,
+    celery_broker,
+    consumer_default,
+    database_from_url,
+    env,
+)
 
 DEBUG = False
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
@@ -68,9 +76,9 @@ TWILIO_ACCOUNT_SID = env("TEST_TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env("TEST_TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env("TEST_TWILIO_FROM_NUMBER", default="")
 TWILIO_API_URL = env("TEST_TWILIO_API_URL", default="")
-# Events consumed inside the worker (core/events/consumer.py) in the worker processes a test
-# starts with it; the suite's own default is the Celery task per subscriber.
-EVENTS_CONSUMER = env.bool("TEST_EVENTS_CONSUMER", default=False)
+# Events consumed inside the worker (core/events/consumer.py) as in production: on with a
+# RabbitMQ broker; TEST_EVENTS_CONSUMER=0 runs the suite on a Celery task per subscriber.
+EVENTS_CONSUMER = env.bool("TEST_EVENTS_CONSUMER", default=consumer_default(CELERY_BROKER_URL, EVENTS_BROKER_URL))
 NOTIFICATIONS_LEASE_SECONDS = env.int("TEST_NOTIFICATIONS_LEASE_SECONDS", default=120)
 # No quiet hours unless a test asks: a suite run at night must not hold its SMS till morning.
 NOTIFICATIONS_QUIET_HOURS = env("TEST_NOTIFICATIONS_QUIET_HOURS", default="")

@@ -227,6 +227,7 @@ class EventsConsumer(bootsteps.ConsumerStep):
         super().__init__(parent, **kwargs)
         self.pending: list[tuple[Any, str, tuple]] = []
         self.flush_scheduled = False
+        self.in_flight = 0  # pool jobs handed out and not yet settled
 
     def start(self, c):
         if not settings.EVENTS_CONSUMER:
@@ -289,6 +290,7 @@ class EventsConsumer(bootsteps.ConsumerStep):
         # Each subscriber has its own limit inside the job; the job's hard limit is the backstop
         # for a process stuck where no signal reaches it.
         runs = sum(len(delivery[1]) for _, _, delivery in batch)
+        self.in_flight += 1
         self.c.pool.apply_async(
             run_deliveries,
             args=([delivery for _, _, delivery in batch],),
@@ -303,6 +305,7 @@ class EventsConsumer(bootsteps.ConsumerStep):
         self.c.hub.call_soon(partial(handler, batch, result))
 
     def settle(self, batch, results) -> None:
+        self.in_flight -= 1
         try:
             self._settle(batch, results)
         except Exception:  # the channel went with the connection: RabbitMQ delivers them again
@@ -337,6 +340,7 @@ class EventsConsumer(bootsteps.ConsumerStep):
             message.ack()
 
     def lost(self, batch, exc) -> None:
+        self.in_flight -= 1
         try:
             self._lost(batch, exc)
         except Exception:  # the channel went with the connection: RabbitMQ delivers them again

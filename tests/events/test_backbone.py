@@ -200,8 +200,10 @@ def test_sigkill_of_the_worker_mid_subscriber_leaves_one_effect(worker_processes
     assert ProcessedEvent.objects.filter(event_id=event.event_id).count() == 1
 
 
-def test_sigkill_of_the_pool_child_after_commit_before_ack_leaves_one_effect(worker_processes, redis_client):
-    worker = worker_processes("bookings,events,default")
+def test_sigkill_of_the_pool_child_after_commit_before_ack_leaves_one_effect(
+    task_per_subscriber, worker_processes, redis_client
+):
+    worker = worker_processes("bookings,events,default", env=task_per_subscriber)
     with transaction.atomic():
         event = events.publish("booking.created", {"booking_id": "B-10", "sleep_after_commit": 5})
 
@@ -239,7 +241,7 @@ def test_a_subscriber_bug_is_dead_lettered_at_once_and_others_proceed(celery_wor
     )
 
 
-def test_poison_subscriber_is_dead_lettered_then_replayed(celery_worker, redis_client):
+def test_poison_subscriber_is_dead_lettered_then_replayed(task_per_subscriber, celery_worker, redis_client):
     dlq = dead_letter_queue("default")
     with app.connection_for_read() as conn:
         dlq(conn.default_channel).purge()

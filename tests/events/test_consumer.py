@@ -9,6 +9,8 @@ tests publish do not pile up on queues nobody consumes.
 
 import itertools
 import json
+import os
+import signal
 
 import pika
 import pytest
@@ -24,7 +26,7 @@ from core.events.relay import relay_run
 from core.events.sinks import events_exchange
 from core.logging import request_id_var
 from core.models import DeadLetter, OutboxEvent, ProcessedEvent
-from tests.conftest import running_worker, wait_for
+from tests.conftest import purge_queues, queue_messages, running_worker, wait_for
 from tests.events.test_backbone import pika_parameters
 from tests.events.test_when import product_updated
 from tests.testapp.models import Effect
@@ -34,21 +36,14 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 CONSUMER_ENV = {"TEST_EVENTS_CONSUMER": "1"}  # for the worker processes a test starts
 
 
-def _each_topology_queue(action) -> None:
-    with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        for queue in consumer.topology():
-            action(queue(channel))
-
-
 @pytest.fixture
 def consuming(settings):
-    """The mode on in this process (relay, replay, the in-process worker); its queues empty."""
+    """The mode on in this process (relay, replay, the in-process worker) whatever
+    TEST_EVENTS_CONSUMER says; its queues empty before and after."""
     settings.EVENTS_CONSUMER = True
-    app.control.purge()
-    _each_topology_queue(lambda queue: (queue.declare(), queue.purge()))
+    purge_queues()
     yield
-    _each_topology_queue(lambda queue: queue.delete())
+    purge_queues()
 
 
 @pytest.fixture
@@ -56,22 +51,6 @@ def consuming_worker(consuming, django_db_setup, django_db_blocker):
     """The in-process worker (threads pool) of `celery_worker`, consuming events itself."""
     with django_db_blocker.unblock(), running_worker() as worker:
         yield worker
-
-
-@pytest.fixture
-def deliveries(monkeypatch):
-    """(event id, subscriber, attempt, outcome) of every run the in-process worker's pool made."""
-    seen: list[tuple[str, str, int, str]] = []
-    run = consumer.run_deliveries
-
-    def recording(batch):
-        results = run(batch)
-        for (envelope, names, attempt, *_), outcomes in zip(batch, results, strict=True):
-            seen.extend((envelope["id"], n, attempt, o[0]) for n, o in zip(names, outcomes, strict=True))
-        return results
-
-    monkeypatch.setattr(consumer, "run_deliveries", recording)
-    return seen
 
 
 class Peek:
@@ -308,6 +287,39 @@ def test_sigkill_of_the_worker_mid_subscriber_leaves_one_effect(consuming, worke
     assert redis_client.llen(f"started:{event.event_id}") == 2  # it ran twice...
     assert Effect.objects.filter(event_id=event.event_id).count() == 1  # ...with one effect
     assert ProcessedEvent.objects.filter(event_id=event.event_id).count() == 1
+
+
+def test_sigkill_of_the_pool_child_mid_batch_leaves_every_effect_once(
+    consuming, worker_processes, redis_client
+):
+    worker_processes("bookings,events,default", env=CONSUMER_ENV)  # one pool process
+    with transaction.atomic():  # one commit: the consumer hands them to one pool job
+        published = [
+            events.publish(
+                "booking.created", {"booking_id": f"C-M{n}", "sleep_after_commit": 30 if n == 3 else 0}
+            )
+            for n in range(10)
+        ]
+    ids = [event.event_id for event in published]
+
+    # The fourth committed; the pool process dawdles before the rest, every message unacknowledged.
+    child_pid = int(wait_for(lambda: redis_client.lpop(f"committed:{ids[3]}"), what="the fourth commit"))
+    assert Effect.objects.filter(event_id__in=ids).count() == 4
+    os.kill(child_pid, signal.SIGKILL)
+
+    # The job is lost: its messages go back to the queue and a new pool process takes them; the
+    # first four find their processed-event rows, the other six run.
+    wait_for(
+        lambda: Effect.objects.filter(event_id__in=ids).count() == 10,
+        timeout=60,
+        what="the other six effects",
+    )
+    wait_for(
+        lambda: queue_messages("bookings.events") == 0, timeout=60, interval=1, what="every message acked"
+    )
+    assert sorted(Effect.objects.filter(event_id__in=ids).values_list("event_id", flat=True)) == sorted(ids)
+    assert ProcessedEvent.objects.filter(event_id__in=ids, subscriber="tests.slow_booking").count() == 10
+    assert [redis_client.llen(f"started:{event_id}") for event_id in ids] == [1] * 10  # none ran twice
 
 
 def test_a_slow_subscriber_does_not_hold_back_another_group(consuming_worker, redis_client):

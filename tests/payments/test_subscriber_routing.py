@@ -1,15 +1,14 @@
-"""A payment event reaches only the app it is for: the relay filters subscribers by purpose
-before anything is enqueued (counted on the broker's queues, no worker running)."""
+"""A payment event runs only the subscribers of the app it is for: each group's consumer
+applies the subscribers' `when` (the payment's purpose) before it hands anything to the pool."""
 
 import pytest
 
 from bookings import services as bookings
-from config.celery import app as celery_app
-from core.events.relay import relay_run
 from core.models import OutboxEvent, ProcessedEvent
 from payments import services as payments
 from payments.gateways.base import Status
 from tests.bookings.conftest import local
+from tests.conftest import wait_for
 from tests.factories import ResourceFactory, UserFactory
 from tests.orders.factories import VariantFactory
 from tests.orders.helpers import checkout, client_for, gateway_reports, order_of
@@ -17,42 +16,41 @@ from tests.orders.helpers import checkout, client_for, gateway_reports, order_of
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-def queue_depth(name: str) -> int:
-    with celery_app.connection_for_write() as connection:
-        return connection.default_channel.queue_declare(name, passive=True).message_count
-
-
-def relay_only(event_type: str) -> None:
-    """Relay what is waiting, empty the queues, then relay the new `event_type` alone."""
-    completed = list(OutboxEvent.objects.filter(type=event_type, published_at__isnull=True))
-    assert len(completed) == 1
-    OutboxEvent.objects.filter(published_at__isnull=True).exclude(pk=completed[0].pk).update(
-        published_at=completed[0].occurred_at
-    )
-    celery_app.control.purge()
-    result = relay_run(force=True)
-    assert result.published == 1 and not result.failed
-
-
 @pytest.fixture
-def empty_queues(celery_app_without_worker):
-    celery_app_without_worker.control.purge()
-    yield
+def consuming_worker(settings, deliveries, celery_worker):
+    assert settings.EVENTS_CONSUMER, "these tests follow the events consumer (TEST_EVENTS_CONSUMER)"
+    return deliveries
 
 
-def test_an_order_payment_enqueues_nothing_for_bookings(empty_queues):
+def runs_for(deliveries, payment_id: str) -> set[str]:
+    """The subscribers the pool ran for that payment's payment.completed."""
+    event_ids = {
+        str(event_id)
+        for event_id in OutboxEvent.objects.filter(
+            type="payment.completed", aggregate_id=payment_id
+        ).values_list("event_id", flat=True)
+    }
+    assert event_ids, "no payment.completed for that payment"
+    return {name for event_id, name, _, _ in deliveries if event_id in event_ids}
+
+
+def test_an_order_payment_runs_nothing_of_bookings(consuming_worker):
     client = client_for(UserFactory())
     order = order_of(checkout(client, (VariantFactory().pk, 1)))
 
     gateway_reports(order.payment, Status.SUCCEEDED)
-    relay_only("payment.completed")
 
-    assert queue_depth("orders") == 1  # orders.on_payment_completed
-    assert queue_depth("bookings") == 0
-    assert not ProcessedEvent.objects.exists()
+    wait_for(
+        lambda: ProcessedEvent.objects.filter(subscriber="orders.on_payment_completed").exists(),
+        what="the order's subscriber",
+    )
+    ran = runs_for(consuming_worker, order.payment.public_id)
+    assert "orders.on_payment_completed" in ran
+    assert not {name for name in ran if name.startswith("bookings.")}
+    assert not ProcessedEvent.objects.filter(subscriber__startswith="bookings.").exists()
 
 
-def test_a_booking_payment_enqueues_nothing_for_orders(empty_queues):
+def test_a_booking_payment_runs_nothing_of_orders(consuming_worker):
     booking = bookings.booking_hold(
         customer_id=UserFactory().pk,
         resource_id=ResourceFactory().pk,
@@ -64,8 +62,12 @@ def test_a_booking_payment_enqueues_nothing_for_orders(empty_queues):
     )
 
     gateway_reports(payment, Status.SUCCEEDED)
-    relay_only("payment.completed")
 
-    assert queue_depth("bookings") == 1  # bookings.payment_completed
-    assert queue_depth("orders") == 0
-    assert not ProcessedEvent.objects.exists()
+    wait_for(
+        lambda: ProcessedEvent.objects.filter(subscriber="bookings.payment_completed").exists(),
+        what="the booking's subscriber",
+    )
+    ran = runs_for(consuming_worker, payment.public_id)
+    assert "bookings.payment_completed" in ran
+    assert not {name for name in ran if name.startswith("orders.")}
+    assert not ProcessedEvent.objects.filter(subscriber__startswith="orders.").exists()
