@@ -10,6 +10,8 @@ transaction. It loses the event when the process dies between the commit and the
 when the broker is down then; it is measured as the speed to beat.
 """
 
+import os
+
 import django
 
 django.setup()
@@ -27,7 +29,12 @@ PEER_SUBSCRIBER = "bench.peer_stock_low"
 __all__ = ["app"]
 
 
-@events.subscriber(BENCH_EVENT, queue="default", name=BENCH_SUBSCRIBER)
+@events.subscriber(
+    BENCH_EVENT,
+    queue="default",
+    name=BENCH_SUBSCRIBER,
+    batch=int(os.environ.get("BENCH_SUBSCRIBER_BATCH", "1")),
+)
 def stock_low_noted(event: events.Event) -> None:
     """Nothing beyond the processed-event row: what is measured is the backbone's own cost."""
 

@@ -202,13 +202,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-tasks", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument(
-        "--consumer",
+        "--task-per-subscriber",
         action="store_true",
-        help="the project with EVENTS_CONSUMER on: one message per event, consumed inside the worker",
+        help="the project with EVENTS_CONSUMER off: the relay sends a Celery task per subscriber "
+        "(the embedded broker's fallback); default: events consumed inside the worker",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="the project's subscriber declares batch=N: up to N events per transaction (default 1)",
     )
     args = parser.parse_args(argv)
-    if args.consumer:  # before Django reads its settings, here and in the worker it starts
-        os.environ["TEST_EVENTS_CONSUMER"] = "1"
+    # Before Django reads its settings, here and in the worker it starts.
+    os.environ["TEST_EVENTS_CONSUMER"] = "0" if args.task_per_subscriber else "1"
+    os.environ["BENCH_SUBSCRIBER_BATCH"] = str(args.batch)
 
     baseline = measure_baseline(args.baseline_tasks)
     log(f"baseline: {baseline['drain_per_s']:,.0f} no-op tasks/s")
@@ -222,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     summary: dict = {
         "bench": "events",
-        "events_consumer": args.consumer,
+        "events_consumer": not args.task_per_subscriber,
+        "subscriber_batch": args.batch,
         "events": args.events,
         "per_commit": args.per_commit,
         "publishers": args.publishers,

@@ -39,6 +39,29 @@ def insert_unless_exists(model: type[models.Model], values: dict[str, Any], *, c
             return cursor.rowcount == 1
 
 
+def insert_many_unless_exist(
+    model: type[models.Model], rows: list[dict[str, Any]], *, conflict: str, returning: str
+) -> set[Any]:
+    """INSERT several rows in one statement, skipping those that conflict; the `returning`
+    column's values of the rows written. Same rules as insert_unless_exists (one concurrent
+    insert of a key waits for the other's transaction); the rows share their columns."""
+    if not rows:
+        return set()
+    names = tuple(rows[0])
+    sql, fields = _insert_statement(model, names, conflict, connection.vendor)
+    head, values = sql.split(" VALUES ", 1)
+    placeholders, tail = values.split(" ON CONFLICT ", 1)
+    column = model._meta.get_field(returning)
+    sql = (
+        f"{head} VALUES {', '.join([placeholders] * len(rows))} ON CONFLICT {tail} "
+        f"RETURNING {connection.ops.quote_name(column.column)}"
+    )
+    params = [f.get_db_prep_save(row[f.name], connection) for row in rows for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {column.to_python(value) for (value,) in cursor.fetchall()}
+
+
 @lru_cache(maxsize=64)
 def _insert_statement(
     model: type[models.Model], names: tuple[str, ...], conflict: str, vendor: str

@@ -132,35 +132,78 @@ def run_deliveries(
 ) -> list[list[tuple]]:
     """Run each (envelope, subscriber names, attempt, replay, request id) in this pool process.
 
-    Per delivery, per subscriber: ("done",), ("retry", name, attempt, delay seconds), or
-    ("dead", name) once its dead letter is recorded. Never raises for a subscriber's failure.
+    Per delivery, per subscriber (in the order of its names): ("done",), ("retry", name,
+    attempt, delay seconds), or ("dead", name) once its dead letter is recorded. Never raises
+    for a subscriber's failure. A subscriber that declared `batch` first gets its first
+    deliveries of the job together (run_batches); the rest run one event at a time, in order.
     """
     from core.db import connections_mark_used, connections_trust_recent
     from core.events.registry import SUBSCRIBERS
 
     connections_trust_recent()  # as around a task (config/celery.py): no SELECT 1 for a busy one
-    results = []
-    for envelope, names, attempt, replay, request_id in deliveries:
+    outcomes: list[dict[str, tuple]] = [{} for _ in deliveries]
+    run_batches(deliveries, outcomes)
+    for (envelope, names, attempt, replay, request_id), settled in zip(deliveries, outcomes, strict=True):
         token = request_id_var.set(request_id)  # the publishing request's id, on every log line
         try:
-            outcomes = []
             for name in names:
+                if name in settled:
+                    continue
                 sub = SUBSCRIBERS.get(name)
                 if sub is None:  # gone since the message was published: nothing to run
-                    outcomes.append(("done",))
+                    settled[name] = ("done",)
                     continue
                 try:
-                    outcomes.append(_run_one(sub, envelope, attempt, replay))
+                    settled[name] = _run_one(sub, envelope, attempt, replay)
                 except Exception:  # e.g. the database went while recording a dead letter
                     logger.exception("event delivery not settled; trying again", extra={"subscriber": name})
                     close_old_connections()
-                    outcomes.append(("retry", name, attempt, UNSETTLED_RETRY_SECONDS))
+                    settled[name] = ("retry", name, attempt, UNSETTLED_RETRY_SECONDS)
         finally:
             request_id_var.reset(token)
-        results.append(outcomes)
     close_old_connections()  # as after a task: one that errored or outlived its age goes
     connections_mark_used()
-    return results
+    return [
+        [settled[name] for name in names]
+        for (_, names, *_), settled in zip(deliveries, outcomes, strict=True)
+    ]
+
+
+def run_batches(deliveries: list[tuple], outcomes: list[dict[str, tuple]]) -> None:
+    """The first deliveries of the job for each subscriber that declared `batch`, that many per
+    transaction; a batch that fails leaves its events unsettled, to run one by one."""
+    from core.events.registry import SUBSCRIBERS
+    from core.events.runner import subscriber_run_batch
+
+    waiting: dict[str, list[int]] = {}
+    for index, (_, names, attempt, replay, _) in enumerate(deliveries):
+        if attempt or replay:
+            continue
+        for name in names:
+            sub = SUBSCRIBERS.get(name)
+            if sub is not None and sub.batch > 1:
+                waiting.setdefault(name, []).append(index)
+    for name, indexes in waiting.items():
+        sub = SUBSCRIBERS[name]
+        for first in range(0, len(indexes), sub.batch):
+            chunk = indexes[first : first + sub.batch]
+            if len(chunk) < 2:
+                continue  # one event: the usual path
+            limit = settings.EVENTS_SUBSCRIBER_TIME_LIMIT * len(chunk)
+            try:
+                with raise_after(
+                    limit, lambda limit=limit: SubscriberTimeLimit(f"took more than {limit:g} s")
+                ):
+                    subscriber_run_batch(sub, [(deliveries[i][0], deliveries[i][4]) for i in chunk])
+            except Exception as exc:  # noqa: BLE001 - every event of it runs again on its own
+                logger.info(
+                    "batch failed; running its events one by one",
+                    extra={"subscriber": name, "events": len(chunk), "error": f"{type(exc).__name__}: {exc}"},
+                )
+                close_old_connections()
+                continue
+            for i in chunk:
+                outcomes[i][name] = ("done",)
 
 
 class SubscriberTimeLimit(Exception):

@@ -73,6 +73,7 @@ class Subscriber:
     retry_backoff: int
     retry_jitter: bool
     when: Condition = ()
+    batch: int = 1
     task: Any = field(default=None, repr=False)
 
     def matches(self, event_type: str) -> bool:
@@ -126,6 +127,7 @@ def subscriber(
     retry_jitter: bool = True,
     name: str | None = None,
     when: Mapping[str, object] | None = None,
+    batch: int = 1,
 ) -> Callable[[Callable[[Event], None]], Callable[[Event], None]]:
     """Register `func(event)` for events matching `patterns`, run on `queue` by a worker.
 
@@ -137,12 +139,21 @@ def subscriber(
     (up to retry_backoff * 2**n seconds before retry n+1: full jitter unless retry_jitter
     is False); after that, or at once for any other
     error, the delivery is dead-lettered (core.models.DeadLetter and `<queue>.dlq`).
+
+    `batch` > 1 declares it safe to run up to that many events in one transaction: when the
+    events consumer hands a pool job several first deliveries for it, their effects commit
+    together with their processed-event rows. If any of them raises, all are rolled back and
+    run again one by one, each with its own retries, so one bad event never fails its
+    neighbours. Only for a subscriber whose effect is a database write that may share a
+    transaction (no call to another system, no lock held long).
     """
     if not patterns:
         raise ValueError("a subscriber needs at least one event pattern")
     if queue not in QUEUE_NAMES:
         raise ValueError(f"subscriber queue {queue!r} is not one of the declared queues {QUEUE_NAMES}")
     condition = _condition(when)
+    if not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch= is how many events may share a transaction (1 or more), not {batch!r}")
 
     def register(func: Callable[[Event], None]) -> Callable[[Event], None]:
         sub = Subscriber(
@@ -155,6 +166,7 @@ def subscriber(
             retry_backoff=retry_backoff,
             retry_jitter=retry_jitter,
             when=condition,
+            batch=batch,
         )
         if sub.name in SUBSCRIBERS and SUBSCRIBERS[sub.name].func is not func:
             raise ValueError(f"two subscribers are named {sub.name}")

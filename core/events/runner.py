@@ -9,14 +9,27 @@ from celery import Task, current_app
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from core.db import insert_unless_exists
+from core.db import insert_many_unless_exist, insert_unless_exists
 from core.events.event import Event
+from core.logging import request_id_var
 from core.models import DeadLetter, ProcessedEvent
 
 if TYPE_CHECKING:
     from core.events.registry import Subscriber
 
 logger = logging.getLogger(__name__)
+
+
+def claim_processing_many(*, event_ids: list[str], subscriber: str) -> set[uuid.UUID]:
+    """claim_processing for several events in one statement: the ids claimed now (the others
+    were processed already, or are being processed by a transaction this one waited for)."""
+    now = timezone.now()
+    return insert_many_unless_exist(
+        ProcessedEvent,
+        [{"event_id": uuid.UUID(e), "subscriber": subscriber, "processed_at": now} for e in event_ids],
+        conflict="(event_id, subscriber)",
+        returning="event_id",
+    )
 
 
 def claim_processing(*, event_id: str, subscriber: str) -> bool:
@@ -119,6 +132,22 @@ def subscriber_run(sub: "Subscriber", envelope: dict[str, Any], *, replay: bool 
                 event_id=event.id, subscriber=sub.name, resolved_at__isnull=True
             ).update(resolved_at=timezone.now())
     return outcome
+
+
+def subscriber_run_batch(sub: "Subscriber", deliveries: list[tuple[dict[str, Any], str | None]]) -> None:
+    """Several first deliveries (envelope, request id) to a subscriber that declared `batch`:
+    every effect and its processed-event row in one transaction, in the events' order. Raises
+    whatever one of them raised, having rolled them all back (the caller runs them one by one)."""
+    deliveries = [(e, r) for e, r in deliveries if sub.accepts(e.get("data") or {})]
+    with transaction.atomic():
+        claimed = claim_processing_many(event_ids=[e["id"] for e, _ in deliveries], subscriber=sub.name)
+        for envelope, request_id in deliveries:
+            if uuid.UUID(envelope["id"]) in claimed:
+                token = request_id_var.set(request_id)
+                try:
+                    sub.func(Event.from_envelope(envelope))
+                finally:
+                    request_id_var.reset(token)
 
 
 def make_subscriber_task(sub: "Subscriber") -> Task:

@@ -339,7 +339,60 @@ def test_a_slow_subscriber_does_not_hold_back_another_group(consuming_worker, re
     )
 
 
+def refunds(count: int, *, bad: int | None = None) -> list:
+    with transaction.atomic():
+        return [
+            events.publish("order.refunded", {"order_id": f"C-R{n}", **({"bad": True} if n == bad else {})})
+            for n in range(count)
+        ]
+
+
+def test_a_subscriber_that_declared_batch_commits_several_events_together(consuming, redis_client):
+    ids = [event.event_id for event in refunds(10)]
+    relay_run(force=True)  # on the queue before the worker starts: it takes them all at once
+
+    with running_worker():
+        wait_for(
+            lambda: Effect.objects.filter(event_id__in=ids, subscriber="refund_ledger").count() == 10,
+            what="the batch's effects",
+        )
+    assert ProcessedEvent.objects.filter(event_id__in=ids, subscriber="tests.refund_ledger").count() == 10
+    transactions = {redis_client.get(f"txid:{event_id}") for event_id in ids}
+    assert len(transactions) < len(ids)  # events shared transactions
+    # The group's other subscriber, which did not declare batch, ran once per event.
+    assert Effect.objects.filter(event_id__in=ids, subscriber="order_effect").count() == 10
+
+
+def test_a_batch_with_a_bad_event_runs_one_by_one_and_only_the_bad_one_is_dead_lettered(
+    consuming, deliveries
+):
+    ids = [event.event_id for event in refunds(10, bad=4)]
+    relay_run(force=True)
+
+    with running_worker():
+        letter = wait_for(
+            lambda: DeadLetter.objects.filter(subscriber="tests.refund_ledger").first(),
+            what="the dead letter",
+        )
+        wait_for(
+            lambda: Effect.objects.filter(event_id__in=ids, subscriber="refund_ledger").count() == 9,
+            what="the nine others' effects",
+        )
+    assert letter.event_id == ids[4] and letter.attempts == 1
+    assert letter.error == "ValueError: a refund without an amount"
+    good = set(ids) - {ids[4]}
+    assert set(Effect.objects.filter(subscriber="refund_ledger").values_list("event_id", flat=True)) == good
+    assert ProcessedEvent.objects.filter(subscriber="tests.refund_ledger").count() == 9
+    ran = [(event_id, outcome) for event_id, name, _, outcome in deliveries if name == "tests.refund_ledger"]
+    assert sorted(ran) == sorted([(str(e), "done") for e in good] + [(str(ids[4]), "dead")])
+
+
 def test_the_consumer_needs_rabbitmq():
     with pytest.raises(ImproperlyConfigured, match="EVENTS_CONSUMER"):
         consumer.check_transport("filesystem://")
     consumer.check_transport("amqp://guest:guest@127.0.0.1:5672//")  # RabbitMQ: fine
+
+
+def test_batch_is_a_count_of_events():
+    with pytest.raises(ValueError, match="batch="):
+        events.subscriber("order.paid", name="tests.never", batch=0)

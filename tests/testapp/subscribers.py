@@ -5,7 +5,7 @@ import time
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from core import events
 from core.errors import TransientError
@@ -77,3 +77,14 @@ def restock_audit(event: events.Event) -> None:
 )
 def catalogue_change(event: events.Event) -> None:
     _record(event, "catalogue_change")
+
+
+@events.subscriber("order.refunded", queue="orders", name="tests.refund_ledger", batch=10)
+def refund_ledger(event: events.Event) -> None:
+    """Declares batches of ten: notes the database transaction each event's effect ran in."""
+    if event.data.get("bad"):
+        raise ValueError("a refund without an amount")
+    _record(event, "refund_ledger")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT txid_current()")
+        _redis().set(f"txid:{event.id}", cursor.fetchone()[0])
