@@ -30,3 +30,8 @@ class CoreConfig(AppConfig):
         request_finished.connect(_mark_connections_used, dispatch_uid="core.db.mark_used")
         # Every app's event subscribers register now, in web, worker and beat alike.
         autodiscover_modules("subscribers")
+        # The other buses (EVENTS_SINKS) are built now, so that a wrong option or URL stops the
+        # process at start with the message, not the first delivery.
+        from core.events.delivery import sinks
+
+        sinks()

@@ -34,6 +34,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from core.events.delivery import sink_lag
 from core.events.registry import SUBSCRIBERS
 from core.events.relay import outbox_lag_seconds
 from core.models import DeadLetter, Heartbeat, OutboxEvent
@@ -105,6 +106,17 @@ def _outbox() -> Iterator[Metric]:
         "Outbox events not yet confirmed by the broker.",
         value=OutboxEvent.objects.filter(published_at__isnull=True).count(),
     )
+    waiting = GaugeMetricFamily(
+        "fulfil_bus_waiting", "Published events another bus (EVENTS_SINKS) has not taken yet.", labels=["bus"]
+    )
+    lag = GaugeMetricFamily(
+        "fulfil_bus_lag_seconds", "Age of the oldest event waiting for the bus (0: none).", labels=["bus"]
+    )
+    for name, (count, age) in sink_lag().items():
+        waiting.add_metric([name], count)
+        lag.add_metric([name], age)
+    yield waiting
+    yield lag
 
 
 def _dead_letters() -> Iterator[Metric]:

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Heartbeat(models.Model):
@@ -57,8 +58,31 @@ class OutboxEvent(models.Model):
             "version": self.version,
             "occurred_at": self.occurred_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "source": self.source,
+            "aggregate_id": self.aggregate_id,
             "data": self.data,
         }
+
+
+class OutboxDelivery(models.Model):
+    """An event waiting for one of the other buses (EVENTS_SINKS: Redis Streams, NATS, Kafka...).
+
+    The relay adds one per event and bus in the transaction that marks the event published;
+    the bus's own delivery (core/events/delivery.py) deletes it once that bus acknowledged the
+    event. Each bus has its own rows, so one that is down delays only itself.
+    """
+
+    sink = models.CharField(max_length=50)
+    event = models.ForeignKey(OutboxEvent, on_delete=models.PROTECT, related_name="deliveries")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["sink", "event"]
+        constraints = [models.UniqueConstraint(fields=["sink", "event"], name="outbox_delivery_once")]
+
+    def __str__(self) -> str:
+        return f"{self.sink} <- {self.event_id}"
 
 
 class ProcessedEvent(models.Model):

@@ -311,6 +311,8 @@ def consumer_default(broker_url: str, events_broker_url: str) -> bool:
     """Events consumed inside the worker when the tasks' broker is RabbitMQ and the relay
     publishes events to that same broker (the worker consumes them on its own connection)."""
     return broker_url.startswith(("amqp", "pyamqp")) and events_broker_url in ("", broker_url)
+
+
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
@@ -328,7 +330,6 @@ HEARTBEAT_STALE_SECONDS = env.int("HEARTBEAT_STALE_SECONDS", default=120)
 
 # --- Event backbone (core.events; see docs/events.md) ---------------------------------
 EVENTS_EXCHANGE = env("EVENTS_EXCHANGE", default="fulfil.events")  # durable topic exchange
-EVENTS_SINK = env("EVENTS_SINK", default="core.events.sinks.RabbitMQSink")
 EVENTS_BROKER_URL = env("EVENTS_BROKER_URL", default="")  # empty: the Celery broker
 EVENTS_RELAY_BATCH_SIZE = env.int("EVENTS_RELAY_BATCH_SIZE", default=500)
 EVENTS_RELAY_TIME_BUDGET = env.float("EVENTS_RELAY_TIME_BUDGET", default=20.0)  # seconds per relay task
@@ -349,6 +350,60 @@ EVENTS_CONSUMER = env.bool("EVENTS_CONSUMER", default=consumer_default(CELERY_BR
 EVENTS_CONSUMER_BATCH = env.int("EVENTS_CONSUMER_BATCH", default=25)
 EVENTS_CONSUMER_PREFETCH = env.int("EVENTS_CONSUMER_PREFETCH", default=128)
 EVENTS_SUBSCRIBER_TIME_LIMIT = env.int("EVENTS_SUBSCRIBER_TIME_LIMIT", default=60)
+
+
+def event_sinks(
+    names: list[str], *, embedded: bool, redis_url: str, nats_url: str, kafka_servers: str
+) -> dict[str, dict]:
+    """EVENTS_SINKS: the buses every committed event also goes to, by name, with their options
+    (docs/events.md, "Other buses"). RabbitMQ's exchange always gets them (the in-project subscribers read it
+    there), so `rabbitmq` may be listed but adds nothing. With none listed, the embedded
+    default (no services) keeps them in memory. An unknown name stops the process here; a
+    bad URL when the sinks are built, at start-up (core.apps)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    prefix = env("EVENTS_BUS_PREFIX", default="fulfil.events")
+    known = {
+        "redis": lambda: {
+            "BACKEND": "redis_streams",
+            "URL": redis_url,
+            "PREFIX": prefix,
+            "STREAM": env("EVENTS_REDIS_STREAM", default="per_domain"),
+            "MAXLEN": env.int("EVENTS_REDIS_MAXLEN", default=100_000),
+        },
+        "nats": lambda: {
+            "BACKEND": "nats",
+            "URL": nats_url,
+            "PREFIX": prefix,
+            "STREAM_NAME": env("EVENTS_NATS_STREAM", default="FULFIL_EVENTS"),
+        },
+        "kafka": lambda: {
+            "BACKEND": "kafka",
+            "BOOTSTRAP_SERVERS": kafka_servers,
+            "PREFIX": prefix,
+            "TOPIC": env("EVENTS_KAFKA_TOPIC", default="per_domain"),
+        },
+        "memory": lambda: {"BACKEND": "memory"},
+    }
+    chosen = [name.strip() for name in names if name.strip() and name.strip() != "rabbitmq"]
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"EVENTS_SINKS names unknown buses {', '.join(unknown)}; "
+            f"known: rabbitmq, {', '.join(known)} (docs/events.md, 'Other buses')"
+        )
+    if not names and embedded:
+        chosen = ["memory"]
+    return {name: known[name]() for name in dict.fromkeys(chosen)}
+
+
+EVENTS_SINKS = event_sinks(
+    env.list("EVENTS_SINKS", default=[]),
+    embedded=CELERY_BROKER_URL.startswith("filesystem"),
+    redis_url=env("EVENTS_REDIS_URL", default="") or REDIS_URL,
+    nats_url=env("EVENTS_NATS_URL", default=""),
+    kafka_servers=env("EVENTS_KAFKA_BOOTSTRAP_SERVERS", default=""),
+)
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)  # published outbox rows
 EVENTS_PROCESSED_RETENTION_DAYS = env.int("EVENTS_PROCESSED_RETENTION_DAYS", default=30)
 

@@ -46,6 +46,7 @@ from .base import (  # noqa: E402
     consumer_default,
     database_from_url,
     env,
+    event_sinks,
 )
 
 DEBUG = False
@@ -78,7 +79,18 @@ TWILIO_FROM_NUMBER = env("TEST_TWILIO_FROM_NUMBER", default="")
 TWILIO_API_URL = env("TEST_TWILIO_API_URL", default="")
 # Events consumed inside the worker (core/events/consumer.py) as in production: on with a
 # RabbitMQ broker; TEST_EVENTS_CONSUMER=0 runs the suite on a Celery task per subscriber.
-EVENTS_CONSUMER = env.bool("TEST_EVENTS_CONSUMER", default=consumer_default(CELERY_BROKER_URL, EVENTS_BROKER_URL))
+EVENTS_CONSUMER = env.bool(
+    "TEST_EVENTS_CONSUMER", default=consumer_default(CELERY_BROKER_URL, EVENTS_BROKER_URL)
+)
+# Other buses the relay delivers to (docs/events.md, "Other buses"): none unless a test (or its worker
+# processes, through TEST_EVENTS_SINKS) asks.
+EVENTS_SINKS = event_sinks(
+    env.list("TEST_EVENTS_SINKS", default=[]),
+    embedded=False,
+    redis_url=REDIS_URL,
+    nats_url=env("TEST_NATS_URL", default="nats://127.0.0.1:4222"),
+    kafka_servers=env("TEST_KAFKA_BOOTSTRAP_SERVERS", default=""),
+)
 NOTIFICATIONS_LEASE_SECONDS = env.int("TEST_NOTIFICATIONS_LEASE_SECONDS", default=120)
 # No quiet hours unless a test asks: a suite run at night must not hold its SMS till morning.
 NOTIFICATIONS_QUIET_HOURS = env("TEST_NOTIFICATIONS_QUIET_HOURS", default="")

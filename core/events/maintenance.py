@@ -32,7 +32,10 @@ def events_prune() -> dict[str, int]:
     processed_cutoff = now - timedelta(days=settings.EVENTS_PROCESSED_RETENTION_DAYS)
     return {
         "events": _delete_in_chunks(
-            OutboxEvent.objects.filter(published_at__isnull=False, published_at__lt=published_cutoff)
+            # An event another bus has not taken yet stays, whatever its age.
+            OutboxEvent.objects.filter(published_at__isnull=False, published_at__lt=published_cutoff).exclude(
+                deliveries__isnull=False
+            )
         ),
         "processed": _delete_in_chunks(ProcessedEvent.objects.filter(processed_at__lt=processed_cutoff)),
         "dead_letters": _delete_in_chunks(DeadLetter.objects.filter(resolved_at__lt=processed_cutoff)),

@@ -27,8 +27,9 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from core.events.consumer import topology as consumer_topology
+from core.events.delivery import deliveries_add
 from core.events.registry import subscribers_for
-from core.events.sinks import BrokerUnavailable, ConfirmingPublisher, events_exchange, load_sink
+from core.events.sinks import BrokerUnavailable, ConfirmingPublisher, RabbitMQSink, events_exchange
 from core.logging import REQUEST_ID_HEADER
 from core.models import OutboxEvent
 from core.queues import QUEUE_NAMES, dead_letter_queue, work_queue
@@ -168,6 +169,7 @@ def relay_batch(*, batch_size: int) -> int:
             OutboxEvent.objects.filter(seq__in=seqs).update(
                 published_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
             )
+            deliveries_add(seqs)  # the other buses follow, each at its own pace
     if failure is not None:
         raise failure
     return len(rows)
@@ -181,7 +183,7 @@ def _publish_rows(rows: list[OutboxEvent]) -> None:
     (apply_async would cost twice as much per message and wait for a confirm each time).
     """
     publisher = _get_publisher()
-    sink = load_sink(publisher)
+    sink = RabbitMQSink(publisher)
     as_task = current_app.amqp.as_task_v2
     per_subscriber = not settings.EVENTS_CONSUMER  # else the envelope alone reaches their queues
     for row in rows:

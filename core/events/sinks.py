@@ -1,16 +1,15 @@
-"""Where event envelopes go besides the in-project subscribers: by default a RabbitMQ topic exchange.
+"""The relay's RabbitMQ side: a confirming publisher and the topic exchange every event goes to.
 
-The relay talks to a sink through two calls, so another bus (Redis Streams, Kafka) can be
-added without touching any service: write a class with `publish(envelope)` and `flush()`
-and name it in EVENTS_SINK.
+The exchange is where the in-project subscribers' queues are bound (core/events/consumer.py)
+and where other services bind theirs. Other buses follow the relay on their own
+(core/events/delivery.py, core/events/buses/).
 """
 
 import json
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 from django.conf import settings
-from django.utils.module_loading import import_string
 from kombu import Connection, Exchange, Producer
 
 from core.logging import REQUEST_ID_HEADER
@@ -112,15 +111,6 @@ class ConfirmingPublisher:
             raise BrokerUnavailable(f"the broker refused {count} messages (nack)")
 
 
-class EventSink(Protocol):
-    def publish(self, envelope: dict[str, Any], *, request_id: str | None = None) -> None:
-        """Send one envelope (it may be buffered until flush), with the id of the request that
-        published it when there was one (for the logs of whoever consumes it)."""
-
-    def flush(self) -> None:
-        """Return once the bus holds every envelope sent since the last flush; raise otherwise."""
-
-
 class RabbitMQSink:
     """Persistent JSON envelopes to the durable topic exchange EVENTS_EXCHANGE, key = event type."""
 
@@ -147,7 +137,3 @@ class RabbitMQSink:
 
 def events_exchange() -> Exchange:
     return Exchange(settings.EVENTS_EXCHANGE, type="topic", durable=True)
-
-
-def load_sink(publisher: ConfirmingPublisher) -> EventSink:
-    return import_string(settings.EVENTS_SINK)(publisher)

@@ -10,6 +10,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 
+from core.events.delivery import sink_kick, sink_kick_clear, sink_run, sinks, sinks_sweep
 from core.events.maintenance import events_prune
 from core.events.relay import outbox_lag_seconds, relay_run
 
@@ -28,12 +29,25 @@ def relay() -> None:
         relay_kick()
 
 
+@shared_task(name="core.events.deliver", acks_late=True, acks_on_failure_or_timeout=True)
+def deliver(sink: str) -> None:
+    """Kicked after the relay: deliver what waits for one of the other buses (EVENTS_SINKS)."""
+    if sink not in sinks():
+        logger.warning("no event bus of that name is configured", extra={"sink": sink})
+        return
+    sink_kick_clear(sink)
+    if sink_run(sink)[1]:
+        sink_kick(sink)
+
+
 @shared_task(name="core.events.sweep", acks_late=True, acks_on_failure_or_timeout=True)
 def sweep() -> None:
-    """Every few seconds (beat): publish what no kick delivered, e.g. while the broker was down."""
+    """Every few seconds (beat): publish what no kick delivered, e.g. while the broker was down,
+    and deliver what waits for the other buses."""
     result = relay_run()
     if result.more:
         relay_kick()
+    sinks_sweep()
     lag = outbox_lag_seconds()
     if lag > settings.EVENTS_LAG_WARNING_SECONDS:
         logger.warning("outbox lagging", extra={"oldest_unpublished_s": round(lag, 1)})

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kombu import Connection, Consumer, Queue
 
+from core.events.delivery import sink_lag, sink_run, sinks
 from core.events.maintenance import ReplayError, dead_letter_replay
 from core.events.relay import outbox_lag_seconds, relay_run
 from core.events.sinks import events_exchange
@@ -27,7 +28,9 @@ class Command(BaseCommand):
         tail.add_argument("pattern", nargs="*", default=["#"], help="routing patterns, e.g. 'payment.#'")
         tail.add_argument("--limit", type=int, default=0, help="stop after this many events")
         tail.add_argument("--timeout", type=float, default=0, help="stop after this many idle seconds")
-        sub.add_parser("relay", help="publish what is waiting in the outbox now, and report")
+        sub.add_parser(
+            "relay", help="publish what is waiting in the outbox, deliver to the other buses, and report"
+        )
 
     def handle(self, *args, action: str, **options):
         getattr(self, f"handle_{action}")(**options)
@@ -98,3 +101,7 @@ class Command(BaseCommand):
             + ("; the broker failed, see the outbox rows' last_error" if result.failed else "")
             + f"; oldest unpublished now {outbox_lag_seconds():.1f}s old"
         )
+        for name in sinks():  # then each other bus (EVENTS_SINKS)
+            delivered, _ = sink_run(name, force=True)
+            waiting, age = sink_lag()[name]
+            self.stdout.write(f"{name}: delivered {delivered}; {waiting} waiting, oldest {age:.1f}s old")

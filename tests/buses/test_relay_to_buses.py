@@ -1,0 +1,216 @@
+"""The relay and the other buses together (EVENTS_SINKS): what commits reaches each bus once, in
+order per aggregate, at each bus's own pace; a bus that is down delays only itself.
+
+Outside consumers are the runnable examples (examples/consumers/), in processes of their own.
+"""
+
+import os
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from django.test import override_settings
+
+from core import events
+from core.events import delivery
+from core.events.buses import memory
+from core.events.maintenance import events_prune
+from core.events.relay import relay_run
+from core.models import OutboxDelivery, OutboxEvent
+from tests.buses.conftest import NATS_URL, per_aggregate, run_example, unused_port
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def commit_orders(count: int, *, per_commit: int = 10, aggregates: int = 7) -> list[OutboxEvent]:
+    """`count` order events over a few orders, `per_commit` to a transaction."""
+    published = []
+    for first in range(0, count, per_commit):
+        with transaction.atomic():
+            for n in range(first, min(first + per_commit, count)):
+                kind = "order.paid" if n % 3 == 0 else "order.created"
+                published.append(events.publish(kind, {"order_id": f"O-{n % aggregates}", "n": n}))
+    return published
+
+
+def roll_back_one() -> None:
+    """An event whose transaction rolls back: no bus may ever see it."""
+    with pytest.raises(RuntimeError), transaction.atomic():
+        events.publish("order.cancelled", {"order_id": "O-rolled-back"})
+        raise RuntimeError("the change fails after publishing")
+
+
+def relay_and_deliver(*names: str) -> None:
+    assert not relay_run(force=True).failed
+    for name in names:
+        delivery.sink_run(name, force=True)
+
+
+def expected(published: list[OutboxEvent]) -> dict[str, list[str]]:
+    return per_aggregate([e.envelope for e in published])
+
+
+def redis_sink(redis_url: str, prefix: str, *, port: int | None = None) -> dict:
+    url = (
+        redis_url
+        if port is None
+        else redis_url.replace(redis_url.split("//")[1].split("/")[0], f"127.0.0.1:{port}")
+    )
+    return {"redis": {"BACKEND": "redis_streams", "URL": url, "PREFIX": prefix, "STREAM": "single"}}
+
+
+def nats_sink(prefix: str, stream: str, *, port: int | None = None) -> dict:
+    url = NATS_URL if port is None else f"nats://127.0.0.1:{port}"
+    return {"nats": {"BACKEND": "nats", "URL": url, "PREFIX": prefix, "STREAM_NAME": stream}}
+
+
+def read_redis(redis_url: str, stream: str, count: int) -> list[dict]:
+    args = ["--url", redis_url, "--stream", stream, "--group", "test", "--from-start"]
+    return run_example("redis_streams.py", *args, "--count", str(count), "--timeout", "30")
+
+
+def read_nats(stream: str, prefix: str, count: int) -> list[dict]:
+    args = ["--url", NATS_URL, "--stream", stream, "--subject", f"{prefix}.>", "--durable", "test"]
+    return run_example("nats_jetstream.py", *args, "--count", str(count), "--timeout", "30", timeout=60)
+
+
+def as_envelopes(lines: list[dict], published: list[OutboxEvent]) -> list[dict]:
+    by_id = {str(e.event_id): e.envelope for e in published}
+    return [by_id[line["id"]] for line in lines]
+
+
+def test_redis_gets_exactly_the_committed_events_in_order_per_aggregate(redis_url, redis_client, prefix):
+    with override_settings(EVENTS_SINKS=redis_sink(redis_url, prefix)):
+        published = commit_orders(40)
+        roll_back_one()
+        published += commit_orders(20)
+        relay_and_deliver("redis")
+
+        assert not OutboxDelivery.objects.exists()
+        got = read_redis(redis_url, prefix, len(published))
+    assert sorted(line["id"] for line in got) == sorted(str(e.event_id) for e in published)
+    assert per_aggregate(as_envelopes(got, published)) == expected(published)
+    assert redis_client.xlen(prefix) == len(published)  # nothing from the rolled-back transaction
+
+
+def test_nats_gets_exactly_the_committed_events_in_order_per_aggregate(prefix, nats_stream):
+    with override_settings(EVENTS_SINKS=nats_sink(prefix, nats_stream)):
+        published = commit_orders(40)
+        roll_back_one()
+        published += commit_orders(20)
+        relay_and_deliver("nats")
+
+        assert not OutboxDelivery.objects.exists()
+        got = read_nats(nats_stream, prefix, len(published))
+    assert [line["id"] for line in got] == [str(e.event_id) for e in published]  # one stream: outbox order
+    assert per_aggregate(as_envelopes(got, published)) == expected(published)
+
+
+@pytest.mark.parametrize("bus", ["redis", "nats"])
+def test_a_thousand_events_while_the_bus_is_unreachable_all_arrive_once(
+    bus, redis_url, redis_client, prefix, nats_stream
+):
+    down, up = (
+        (redis_sink(redis_url, prefix, port=unused_port()), redis_sink(redis_url, prefix))
+        if bus == "redis"
+        else (nats_sink(prefix, nats_stream, port=unused_port()), nats_sink(prefix, nats_stream))
+    )
+    with override_settings(EVENTS_SINKS=down, EVENTS_CONFIRM_TIMEOUT=2.0):
+        published = commit_orders(1000)
+        relay_and_deliver(bus)
+
+        # The relay published them all (the in-project subscribers are not held back)...
+        assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
+        # ...and they wait for the bus, with the attempt and its error.
+        waiting = OutboxDelivery.objects.filter(sink=bus)
+        assert waiting.count() == 1000
+        first = waiting.order_by("event_id").first()
+        assert first.attempts == 1 and first.last_error
+        delivery.sink_run(bus)  # backing off: no second try yet
+        assert waiting.order_by("event_id").first().attempts == 1
+
+    with override_settings(EVENTS_SINKS=up):  # the bus is back
+        delivery.sink_run(bus, force=True)
+        assert not OutboxDelivery.objects.exists()
+        got = read_redis(redis_url, prefix, 1000) if bus == "redis" else read_nats(nats_stream, prefix, 1000)
+    assert sorted(line["id"] for line in got) == sorted(str(e.event_id) for e in published)
+    assert per_aggregate(as_envelopes(got, published)) == expected(published)
+    if bus == "redis":
+        assert redis_client.xlen(prefix) == 1000  # once each
+
+
+def test_a_bus_that_is_down_delays_only_itself(celery_worker, redis_url, prefix):
+    """End to end through the worker: the relay's kick, the buses' kicks."""
+    sinks = {**redis_sink(redis_url, prefix, port=unused_port()), "memory": {"BACKEND": "memory"}}
+    memory.take("memory")
+    with override_settings(EVENTS_SINKS=sinks, EVENTS_CONFIRM_TIMEOUT=1.0):
+        published = commit_orders(30)
+
+        wait_for(lambda: len(memory.take("memory", clear=False)) == 30, what="the memory bus")
+        wait_for(
+            lambda: OutboxDelivery.objects.filter(sink="redis", attempts__gt=0).count() == 30,
+            what="the redis bus's failed try",
+        )
+        assert not OutboxDelivery.objects.filter(sink="memory").exists()
+        assert [e["id"] for e, _ in memory.take("memory")] == [str(e.event_id) for e in published]
+        assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
+
+
+def test_an_event_waiting_for_a_bus_is_not_pruned(settings, redis_url, prefix):
+    settings.EVENTS_SINKS = redis_sink(redis_url, prefix, port=unused_port())
+    settings.EVENTS_CONFIRM_TIMEOUT = 1.0
+    settings.EVENTS_RETENTION_DAYS = 0
+    (event,) = commit_orders(1)
+    relay_and_deliver("redis")
+
+    assert events_prune()["events"] == 0
+    assert OutboxEvent.objects.filter(pk=event.pk).exists()
+
+    settings.EVENTS_SINKS = {}
+    OutboxDelivery.objects.all().delete()  # as once the bus took it
+    assert events_prune()["events"] == 1
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"EVENTS_SINKS": "redis,rabbit"}, "EVENTS_SINKS names unknown buses rabbit"),
+        ({"EVENTS_SINKS": "nats", "EVENTS_NATS_URL": "http://nats.example"}, "event bus 'nats'"),
+        ({"EVENTS_SINKS": "kafka"}, "event bus 'kafka'"),
+    ],
+)
+def test_a_misconfigured_bus_stops_the_process_at_start(variables, message):
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "DJANGO_SETTINGS_MODULE": "config.settings.dev",
+        "DJANGO_READ_DOT_ENV": "0",
+        **variables,
+    }
+    result = subprocess.run(  # noqa: S603 - the project's own manage.py
+        [sys.executable, str(REPO / "manage.py"), "check"],
+        env=environment,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_events_relay_command_delivers_to_each_bus_and_reports(settings):
+    settings.EVENTS_SINKS = {"memory": {"BACKEND": "memory"}}
+    memory.take("memory")
+    commit_orders(3)
+    out = StringIO()
+    call_command("events", "relay", stdout=out)
+    assert len(memory.take("memory")) == 3
+    assert "memory: delivered 3; 0 waiting" in out.getvalue()
