@@ -342,6 +342,8 @@ EVENTS_CONSUMER = env.bool("EVENTS_CONSUMER", default=False)
 EVENTS_CONSUMER_BATCH = env.int("EVENTS_CONSUMER_BATCH", default=25)
 EVENTS_CONSUMER_PREFETCH = env.int("EVENTS_CONSUMER_PREFETCH", default=128)
 EVENTS_SUBSCRIBER_TIME_LIMIT = env.int("EVENTS_SUBSCRIBER_TIME_LIMIT", default=60)
+# The AsyncAPI document (GET /api/events/asyncapi.json) for anyone, not only staff.
+EVENTS_ASYNCAPI_PUBLIC = env.bool("EVENTS_ASYNCAPI_PUBLIC", default=False)
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)  # published outbox rows
 EVENTS_PROCESSED_RETENTION_DAYS = env.int("EVENTS_PROCESSED_RETENTION_DAYS", default=30)
 

@@ -236,7 +236,7 @@ class AsyncAPIView(APIView):
     renderer_classes = [JSONRenderer]
 
     def get_permissions(self):
-        public = getattr(settings, "EVENTS_ASYNCAPI_PUBLIC", False)
+        public = settings.EVENTS_ASYNCAPI_PUBLIC
         return [AllowAny()] if public else [IsAdminUser()]
 
     @extend_schema(
