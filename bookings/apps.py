@@ -5,11 +5,11 @@ class BookingsConfig(AppConfig):
     name = "bookings"
 
     def ready(self) -> None:
+        from bookings.event_schemas import SCHEMAS
         from bookings.purposes import BookingPurpose
         from core import events
         from payments import purposes
 
         purposes.register(BookingPurpose())
-
-        # Published by beat before each confirmed booking, for notifications.
-        events.register_event_type("booking.reminder", source="bookings")
+        for event_type, schema in SCHEMAS.items():
+            events.register_event_type(event_type, source="bookings", schema=schema)

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from core.api import RedocView, SchemaView, SwaggerView, no_endpoint
+from core.events.asyncapi import AsyncAPIView
 from core.health import healthz, readyz
 from core.metrics import metrics_view
 from payments.views import sandbox_pay
@@ -22,6 +23,7 @@ urlpatterns = [
     path("api/redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
     path("api/auth/", include("accounts.api.urls")),
     path("api/integrations/", include("core.urls")),
+    path("api/events/asyncapi.json", AsyncAPIView.as_view(), name="events-asyncapi"),
     path("api/", include("payments.api.urls")),
     path("api/", include("orders.api.urls")),
     path("api/", include("bookings.api.urls")),

@@ -21,8 +21,11 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self) -> None:
-        from core import metrics
+        from core import events, metrics
+        from notifications.event_schemas import SCHEMAS
         from notifications.metrics import collect
 
         post_migrate.connect(rules_install, sender=self, dispatch_uid="notifications.rules_install")
         metrics.register("notifications", collect)
+        for event_type, schema in SCHEMAS.items():
+            events.register_event_type(event_type, source="notifications", schema=schema)

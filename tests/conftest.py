@@ -25,6 +25,7 @@ from rest_framework.test import APIClient
 
 from config.celery import app as celery_app
 from core.queues import QUEUE_NAMES
+from tests.contract.fixtures import any_event_data  # noqa: F401 (a fixture: tests that publish made-up data)
 
 
 def wait_for(

@@ -356,8 +356,8 @@ def event_sinks(
     names: list[str], *, embedded: bool, redis_url: str, nats_url: str, kafka_servers: str
 ) -> dict[str, dict]:
     """EVENTS_SINKS: the buses every committed event also goes to, by name, with their options
-    (docs/events.md, "Other buses"). RabbitMQ's exchange always gets them (the in-project subscribers read it
-    there), so `rabbitmq` may be listed but adds nothing. With none listed, the embedded
+    (docs/events.md, "Other buses"). RabbitMQ's exchange always gets them (the in-project
+    subscribers read it there), so `rabbitmq` may be listed but adds nothing. With none listed, the embedded
     default (no services) keeps them in memory. An unknown name stops the process here; a
     bad URL when the sinks are built, at start-up (core.apps)."""
     from django.core.exceptions import ImproperlyConfigured
@@ -404,6 +404,8 @@ EVENTS_SINKS = event_sinks(
     nats_url=env("EVENTS_NATS_URL", default=""),
     kafka_servers=env("EVENTS_KAFKA_BOOTSTRAP_SERVERS", default=""),
 )
+# The AsyncAPI document (GET /api/events/asyncapi.json) for anyone, not only staff.
+EVENTS_ASYNCAPI_PUBLIC = env.bool("EVENTS_ASYNCAPI_PUBLIC", default=False)
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)  # published outbox rows
 EVENTS_PROCESSED_RETENTION_DAYS = env.int("EVENTS_PROCESSED_RETENTION_DAYS", default=30)
 

@@ -1,4 +1,4 @@
-"""The event backbone: a transactional outbox, a relay to RabbitMQ, and Celery subscribers.
+"""The event backbone: a transactional outbox, a relay to RabbitMQ, and subscribers run by the workers.
 
     from core import events
 
@@ -12,8 +12,16 @@
 See docs/events.md.
 """
 
-from core.events.outbox import EventError, publish
+from core.events.outbox import EventDataError, EventError, publish
 from core.events.registry import Event, subscriber
 from core.events.types import EVENT_TYPES, register_event_type
 
-__all__ = ["EVENT_TYPES", "Event", "EventError", "publish", "register_event_type", "subscriber"]
+__all__ = [
+    "EVENT_TYPES",
+    "Event",
+    "EventDataError",
+    "EventError",
+    "publish",
+    "register_event_type",
+    "subscriber",
+]

@@ -1,47 +1,53 @@
-"""The event types the system knows, each with the app that publishes it (the envelope's source)."""
+"""The registry of event types: for each, the app that publishes it (the envelope's source),
+the model of its data and the version of that model (the envelope's `version`).
 
-EVENT_TYPES: dict[str, str] = {
-    "payment.created": "payments",
-    "payment.completed": "payments",
-    "payment.failed": "payments",
-    "payment.cancelled": "payments",
-    "payment.refunded": "payments",
-    "payment.flagged": "payments",
-    "order.created": "orders",
-    "order.paid": "orders",
-    "order.cancelled": "orders",
-    "order.fulfilled": "orders",
-    "order.expired": "orders",
-    "order.refunded": "orders",
-    "booking.created": "bookings",
-    "booking.confirmed": "bookings",
-    "booking.cancelled": "bookings",
-    "booking.expired": "bookings",
-    "payment_method.saved": "payments",
-    "payment_method.deleted": "payments",
-    "subscription.created": "subscriptions",
-    "subscription.activated": "subscriptions",
-    "subscription.renewed": "subscriptions",
-    "subscription.past_due": "subscriptions",
-    "subscription.paused": "subscriptions",
-    "subscription.resumed": "subscriptions",
-    "subscription.cancelled": "subscriptions",
-    "invoice.created": "subscriptions",
-    "invoice.paid": "subscriptions",
-    "invoice.payment_failed": "subscriptions",
-    "toybox.created": "subscriptions",
-    "toybox.short": "subscriptions",
-    "toybox.shipped": "subscriptions",
-    "product.updated": "orders",
-    "stock.low": "orders",
-    "notification.sent": "notifications",
-    "notification.failed": "notifications",
-    "dead_letter.recorded": "core",
-}
+Core registers its own `dead_letter.recorded` here; every app registers the types it
+publishes from its `AppConfig.ready()`, with the models of its `event_schemas.py`. There is
+no type without a schema: publish() validates every event's data against it.
+"""
+
+from dataclasses import dataclass
+
+from core.events.schemas import DeadLetterRecorded, EventData
 
 
-def register_event_type(event_type: str, *, source: str) -> None:
-    """Add an event type (an app's own, e.g. a reminder) before anything publishes it."""
-    if EVENT_TYPES.get(event_type, source) != source:
-        raise ValueError(f"{event_type} is already published by {EVENT_TYPES[event_type]}")
-    EVENT_TYPES[event_type] = source
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    source: str
+    schema: type[EventData]
+    version: int
+
+
+EVENT_TYPES: dict[str, EventType] = {}
+
+
+def register_event_type(
+    event_type: str, *, source: str, schema: type[EventData], version: int = 1
+) -> EventType:
+    """Add an event type before anything publishes it.
+
+    Registering the same type again with the same source, schema and version does nothing (an
+    app's ready() may run twice in a test process); anything else for a known type is refused,
+    so two apps cannot publish one type and one type cannot have two contracts.
+    """
+    if not (isinstance(schema, type) and issubclass(schema, EventData)):
+        raise ValueError(
+            f"{event_type}: schema must be a core.events.schemas.EventData model, not {schema!r}"
+        )
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{event_type}: version must be a positive int, not {version!r}")
+    spec = EventType(name=event_type, source=source, schema=schema, version=version)
+    known = EVENT_TYPES.get(event_type)
+    if known is not None and known != spec:
+        if known.source != source:
+            raise ValueError(f"{event_type} is already published by {known.source}")
+        raise ValueError(
+            f"{event_type} is already registered with {known.schema.__name__} v{known.version}; "
+            f"not {schema.__name__} v{version}"
+        )
+    EVENT_TYPES[event_type] = spec
+    return spec
+
+
+register_event_type("dead_letter.recorded", source="core", schema=DeadLetterRecorded)

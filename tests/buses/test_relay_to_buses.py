@@ -24,7 +24,8 @@ from core.models import OutboxDelivery, OutboxEvent
 from tests.buses.conftest import NATS_URL, per_aggregate, run_example, unused_port
 from tests.conftest import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Made-up order events (any_event_data): what is tested is delivery, not the orders' contract.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("any_event_data")]
 
 REPO = Path(__file__).resolve().parents[2]
 

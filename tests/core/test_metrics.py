@@ -25,7 +25,8 @@ from tests.factories import StaffFactory, SuperuserFactory, UserFactory
 from tests.notifications.factories import NotificationFactory
 from tests.payments.test_models import make_payment
 
-pytestmark = pytest.mark.django_db
+# These tests publish made-up event data: what they test is not an app's contract.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("any_event_data")]
 
 TOKEN = "metrics-test-token"
 

@@ -27,6 +27,7 @@ from core import events
 from payments.gateways.base import Status
 from payments.models import Payment
 from tests.bookings.conftest import local
+from tests.contract.fixtures import example_data
 from tests.factories import (
     GadgetFactory,
     ResourceFactory,
@@ -419,7 +420,7 @@ def test_bookings_match_the_schema(celery_app_without_worker):
 
 @pytest.mark.django_db
 def test_the_events_list_matches_the_schema():
-    events.publish("payment.created", {"payment_id": "pay_1"})
+    events.publish("payment.created", example_data("payment.created", payment_id="pay_1"))
     staff = client_for(SuperuserFactory())
 
     assert_matches_schema(staff.get("/api/integrations/events"), "/api/integrations/events", "get")

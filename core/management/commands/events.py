@@ -1,4 +1,4 @@
-"""manage.py events replay|tail|relay: the event backbone from the command line."""
+"""manage.py events replay|tail|relay|asyncapi: the event backbone from the command line."""
 
 import json
 import uuid
@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kombu import Connection, Consumer, Queue
 
+from core.events.asyncapi import asyncapi_document
 from core.events.delivery import sink_lag, sink_run, sinks
 from core.events.maintenance import ReplayError, dead_letter_replay
 from core.events.relay import outbox_lag_seconds, relay_run
@@ -16,7 +17,7 @@ from core.progress import progress
 
 
 class Command(BaseCommand):
-    help = "Replay dead letters, watch live events, or run the outbox relay once."
+    help = "Replay dead letters, watch live events, run the relay once, or write the AsyncAPI document."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -31,6 +32,8 @@ class Command(BaseCommand):
         sub.add_parser(
             "relay", help="publish what is waiting in the outbox, deliver to the other buses, and report"
         )
+        asyncapi = sub.add_parser("asyncapi", help="write the events' AsyncAPI 3.0.0 document (JSON)")
+        asyncapi.add_argument("--output", "-o", help="file to write (default: standard output)")
 
     def handle(self, *args, action: str, **options):
         getattr(self, f"handle_{action}")(**options)
@@ -105,3 +108,12 @@ class Command(BaseCommand):
             delivered, _ = sink_run(name, force=True)
             waiting, age = sink_lag()[name]
             self.stdout.write(f"{name}: delivered {delivered}; {waiting} waiting, oldest {age:.1f}s old")
+
+    def handle_asyncapi(self, *, output=None, **options):
+        text = json.dumps(asyncapi_document(), indent=2, ensure_ascii=False) + "\n"
+        if not output:
+            self.stdout.write(text, ending="")
+            return
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
+        self.stderr.write(f"wrote {output}")
