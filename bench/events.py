@@ -1,6 +1,7 @@
 """Event backbone throughput: events/second from commit to subscriber effect, against the peer.
 
     .venv/bin/python bench/events.py --events 10000 --rounds 3
+    .venv/bin/python bench/events.py --events 10000 --sink rabbitmq,memory,redis,nats
 
 The peer is what a Django team writes instead of an outbox: `transaction.on_commit(lambda:
 task.delay(event))` at the publisher and a task doing the same effect (the processed-event
@@ -213,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="the project's subscriber declares batch=N: up to N events per transaction (default 1)",
     )
+    parser.add_argument(
+        "--sink",
+        help="instead of the peer: events/s to each of these buses, comma-separated "
+        "(rabbitmq, memory, redis, nats), against the baseline (bench/event_buses.py)",
+    )
     args = parser.parse_args(argv)
     # Before Django reads its settings, here and in the worker it starts.
     os.environ["TEST_EVENTS_CONSUMER"] = "0" if args.task_per_subscriber else "1"
@@ -220,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
 
     baseline = measure_baseline(args.baseline_tasks)
     log(f"baseline: {baseline['drain_per_s']:,.0f} no-op tasks/s")
+    if args.sink:
+        return report_sinks(args, baseline)
     with hard_deadline((args.timeout * 3 + 120) * args.rounds, "events bench"):
         rounds = measure_events(
             args.events,
@@ -258,6 +266,26 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['project_live_per_s']:,.0f}/s = {summary['live_vs_peer']:.2f} x peer "
         f"({summary['peer_live_per_s']:,.0f}/s); baseline {baseline['drain_per_s']:,.0f} no-op tasks/s"
     )
+    print(json.dumps(summary))
+    return 0
+
+
+def report_sinks(args: argparse.Namespace, baseline: dict) -> int:
+    from bench import event_buses
+
+    event_buses.prepare_environment()
+    names = [name.strip() for name in args.sink.split(",") if name.strip()]
+    with hard_deadline((args.timeout + 120) * len(names), "events --sink bench"):
+        results = event_buses.measure_sinks(
+            names, args.events, per_commit=args.per_commit, timeout=args.timeout
+        )
+    for result in results:
+        result["vs_baseline"] = round(result["per_s"] / baseline["drain_per_s"], 3)
+        print(
+            f"{result['sink']}: {result['per_s']:,.0f} events/s = {result['vs_baseline']:.2f} x the "
+            f"baseline ({baseline['drain_per_s']:,.0f} no-op tasks/s)"
+        )
+    summary = {"bench": "events --sink", "baseline_drain_per_s": baseline["drain_per_s"], "sinks": results}
     print(json.dumps(summary))
     return 0
 

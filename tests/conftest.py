@@ -224,8 +224,11 @@ def api_client():
 class WorkerProcess:
     """A real `celery worker` process (prefork) on the test database, that a test can kill."""
 
-    def __init__(self, queues: str, concurrency: int = 1, env: dict[str, str] | None = None):
+    def __init__(
+        self, queues: str, concurrency: int = 1, env: dict[str, str] | None = None, broker: str | None = None
+    ):
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
+        self.broker = broker  # another broker than the suite's (TEST_CELERY_BROKER_URL in `env`)
         db = connection.settings_dict
         env = os.environ | {
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
@@ -257,15 +260,17 @@ class WorkerProcess:
             env=env,
             start_new_session=True,  # its own process group, so kill() takes the pool children too
         )
-        self.name = name = self.hostname.replace("%h", socket.gethostname())
+        self.name = self.hostname.replace("%h", socket.gethostname())
         wait_for(
-            lambda: (
-                self.process.poll() is not None or celery_app.control.ping(destination=[name], timeout=0.5)
-            ),
+            lambda: self.process.poll() is not None or self.ping(),
             timeout=30,
             what="the worker process to answer ping",
         )
         assert self.process.poll() is None, "the worker process exited at start"
+
+    def ping(self) -> list:
+        with celery_app.connection_for_write(self.broker) as conn:
+            return celery_app.control.ping(destination=[self.name], timeout=0.5, connection=conn)
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool children at once: no goodbye to RabbitMQ."""
@@ -288,8 +293,11 @@ def worker_processes(django_db_setup):
     """Start real worker processes with `start(queues)`; all are stopped at the end."""
     started: list[WorkerProcess] = []
 
-    def start(queues: str, concurrency: int = 1, env: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(queues, concurrency, env)
+    def start(
+        queues: str, concurrency: int = 1, env: dict[str, str] | None = None, broker: str | None = None
+    ) -> WorkerProcess:
+        env = {**(env or {}), **({"TEST_CELERY_BROKER_URL": broker} if broker else {})}
+        worker = WorkerProcess(queues, concurrency, env, broker)
         started.append(worker)
         return worker
 

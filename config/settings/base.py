@@ -287,10 +287,19 @@ def celery_broker(url: str) -> tuple[str, dict]:
     With no URL: the embedded default, kombu's server-less filesystem transport, driven by
     real worker and beat processes (never eager mode); messages are files under var/broker.
     With an AMQP URL: publisher confirms, so a publish returns only once RabbitMQ has it.
+    With a Redis URL (for those who run Redis only): tasks are taken back after
+    `visibility_timeout` if not acknowledged, which must outlast the longest countdown a task
+    is retried with (an hour here; retries wait 10 minutes at most). Redis has no dead-letter
+    queues: a task that fails for good is dropped from the broker (its error is logged, and a
+    subscriber's is kept in its DeadLetter row); see docs/operations.md.
     """
+    # Fail fast when the broker is down (a request must not hang on it): two tries, 1 s apart.
+    fail_fast = {"max_retries": 2, "interval_start": 0, "interval_step": 1}
+    if url.startswith(("redis://", "rediss://")):
+        timeouts = {"socket_timeout": 5, "socket_connect_timeout": 5}
+        return url, {**fail_fast, **timeouts, "visibility_timeout": 3600}
     if url:
-        # Fail fast when the broker is down (a request must not hang on it): two tries, 1 s apart.
-        return url, {"confirm_publish": True, "max_retries": 2, "interval_start": 0, "interval_step": 1}
+        return url, {"confirm_publish": True, **fail_fast}
     root = Path(env("CELERY_FILESYSTEM_BROKER_DIR", default=str(BASE_DIR / "var" / "broker")))
     folders = {"queue": root / "queue", "processed": root / "processed", "control": root / "control"}
     for folder in folders.values():

@@ -91,6 +91,11 @@ EVENTS_SINKS = event_sinks(
     nats_url=env("TEST_NATS_URL", default="nats://127.0.0.1:4222"),
     kafka_servers=env("TEST_KAFKA_BOOTSTRAP_SERVERS", default=""),
 )
+for _options in EVENTS_SINKS.values():  # names of their own, e.g. for bench/events.py --sink
+    if "PREFIX" in _options:
+        _options["PREFIX"] = env("TEST_EVENTS_BUS_PREFIX", default=_options["PREFIX"])
+    if "STREAM_NAME" in _options:
+        _options["STREAM_NAME"] = env("TEST_EVENTS_NATS_STREAM", default=_options["STREAM_NAME"])
 NOTIFICATIONS_LEASE_SECONDS = env.int("TEST_NOTIFICATIONS_LEASE_SECONDS", default=120)
 # No quiet hours unless a test asks: a suite run at night must not hold its SMS till morning.
 NOTIFICATIONS_QUIET_HOURS = env("TEST_NOTIFICATIONS_QUIET_HOURS", default="")

@@ -48,7 +48,7 @@ def test_envelope_has_the_documented_shape():
         )
 
     envelope = OutboxEvent.objects.get(pk=row.pk).envelope
-    assert set(envelope) == {"id", "type", "version", "occurred_at", "source", "data"}
+    assert set(envelope) == {"id", "type", "version", "occurred_at", "source", "aggregate_id", "data"}
     assert uuid.UUID(envelope["id"]) == row.event_id
     assert envelope["type"] == "payment.completed"
     assert envelope["version"] == 1
@@ -56,7 +56,7 @@ def test_envelope_has_the_documented_shape():
     assert envelope["occurred_at"].endswith("Z")
     assert envelope["data"]["amount"] == "75.00"  # money as a string, never a float
     assert envelope["data"]["paid_at"] == "2026-11-22T12:00:00Z"
-    assert row.aggregate_id == "pay_1"
+    assert row.aggregate_id == envelope["aggregate_id"] == "pay_1"
 
 
 def test_rolled_back_transaction_leaves_no_event():
