@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import redis
+from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
 from celery.worker import state as worker_state
@@ -261,16 +262,28 @@ class WorkerProcess:
             start_new_session=True,  # its own process group, so kill() takes the pool children too
         )
         self.name = self.hostname.replace("%h", socket.gethostname())
-        wait_for(
-            lambda: self.process.poll() is not None or self.ping(),
-            timeout=30,
-            what="the worker process to answer ping",
-        )
+        try:
+            wait_for(
+                lambda: self.process.poll() is not None or self.ping(),
+                timeout=30,
+                what="the worker process to answer ping",
+            )
+        except BaseException:
+            self.kill()  # never left behind to take the next tests' tasks and events
+            raise
         assert self.process.poll() is None, "the worker process exited at start"
 
     def ping(self) -> list:
-        with celery_app.connection_for_write(self.broker) as conn:
-            return celery_app.control.ping(destination=[self.name], timeout=0.5, connection=conn)
+        if not self.broker:
+            return celery_app.control.ping(destination=[self.name], timeout=0.5)
+        # Another broker: an app of its own (the project's app publishes control messages
+        # through its own pool, on the suite's broker). Redis answers through its pub/sub
+        # and a polled reply list: give it longer.
+        probe = Celery("probe", broker=self.broker, set_as_current=False)
+        try:
+            return probe.control.ping(destination=[self.name], timeout=2.0)
+        finally:
+            probe.close()
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool children at once: no goodbye to RabbitMQ."""

@@ -87,64 +87,71 @@ def as_envelopes(lines: list[dict], published: list[OutboxEvent]) -> list[dict]:
     return [by_id[line["id"]] for line in lines]
 
 
-def test_redis_gets_exactly_the_committed_events_in_order_per_aggregate(redis_url, redis_client, prefix):
-    with override_settings(EVENTS_SINKS=redis_sink(redis_url, prefix)):
+class Bus:
+    """One of the buses under test: its settings (reachable or not) and its outside consumer."""
+
+    def __init__(self, name: str, redis_url: str, prefix: str, nats_stream: str):
+        self.name, self.redis_url, self.prefix, self.nats_stream = name, redis_url, prefix, nats_stream
+
+    def sinks(self, *, port: int | None = None) -> dict:
+        if self.name == "redis":
+            return redis_sink(self.redis_url, self.prefix, port=port)
+        return nats_sink(self.prefix, self.nats_stream, port=port)
+
+    def read(self, count: int) -> list[dict]:
+        if self.name == "redis":
+            return read_redis(self.redis_url, self.prefix, count)
+        return read_nats(self.nats_stream, self.prefix, count)
+
+
+@pytest.fixture(params=["redis", "nats"])
+def bus(request, redis_url, redis_client, prefix, nats_stream) -> Bus:
+    return Bus(request.param, redis_url, prefix, nats_stream)
+
+
+def test_a_bus_gets_exactly_the_committed_events_in_order_per_aggregate(bus, redis_client):
+    with override_settings(EVENTS_SINKS=bus.sinks()):
         published = commit_orders(40)
         roll_back_one()
         published += commit_orders(20)
-        relay_and_deliver("redis")
+        relay_and_deliver(bus.name)
 
         assert not OutboxDelivery.objects.exists()
-        got = read_redis(redis_url, prefix, len(published))
+        got = bus.read(len(published))
+    # Exactly the committed ones (the consumer stops at their number; nothing else is stored):
     assert sorted(line["id"] for line in got) == sorted(str(e.event_id) for e in published)
     assert per_aggregate(as_envelopes(got, published)) == expected(published)
-    assert redis_client.xlen(prefix) == len(published)  # nothing from the rolled-back transaction
+    if bus.name == "redis":
+        assert redis_client.xlen(bus.prefix) == len(published)  # nothing from the rolled-back transaction
+    else:
+        assert [line["id"] for line in got] == [
+            str(e.event_id) for e in published
+        ]  # one stream: outbox order
 
 
-def test_nats_gets_exactly_the_committed_events_in_order_per_aggregate(prefix, nats_stream):
-    with override_settings(EVENTS_SINKS=nats_sink(prefix, nats_stream)):
-        published = commit_orders(40)
-        roll_back_one()
-        published += commit_orders(20)
-        relay_and_deliver("nats")
-
-        assert not OutboxDelivery.objects.exists()
-        got = read_nats(nats_stream, prefix, len(published))
-    assert [line["id"] for line in got] == [str(e.event_id) for e in published]  # one stream: outbox order
-    assert per_aggregate(as_envelopes(got, published)) == expected(published)
-
-
-@pytest.mark.parametrize("bus", ["redis", "nats"])
-def test_a_thousand_events_while_the_bus_is_unreachable_all_arrive_once(
-    bus, redis_url, redis_client, prefix, nats_stream
-):
-    down, up = (
-        (redis_sink(redis_url, prefix, port=unused_port()), redis_sink(redis_url, prefix))
-        if bus == "redis"
-        else (nats_sink(prefix, nats_stream, port=unused_port()), nats_sink(prefix, nats_stream))
-    )
-    with override_settings(EVENTS_SINKS=down, EVENTS_CONFIRM_TIMEOUT=2.0):
+def test_a_thousand_events_while_the_bus_is_unreachable_all_arrive_once(bus, redis_client):
+    with override_settings(EVENTS_SINKS=bus.sinks(port=unused_port()), EVENTS_CONFIRM_TIMEOUT=2.0):
         published = commit_orders(1000)
-        relay_and_deliver(bus)
+        relay_and_deliver(bus.name)
 
         # The relay published them all (the in-project subscribers are not held back)...
         assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
         # ...and they wait for the bus, with the attempt and its error.
-        waiting = OutboxDelivery.objects.filter(sink=bus)
+        waiting = OutboxDelivery.objects.filter(sink=bus.name)
         assert waiting.count() == 1000
         first = waiting.order_by("event_id").first()
         assert first.attempts == 1 and first.last_error
-        delivery.sink_run(bus)  # backing off: no second try yet
+        delivery.sink_run(bus.name)  # backing off: no second try yet
         assert waiting.order_by("event_id").first().attempts == 1
 
-    with override_settings(EVENTS_SINKS=up):  # the bus is back
-        delivery.sink_run(bus, force=True)
+    with override_settings(EVENTS_SINKS=bus.sinks()):  # the bus is back
+        delivery.sink_run(bus.name, force=True)
         assert not OutboxDelivery.objects.exists()
-        got = read_redis(redis_url, prefix, 1000) if bus == "redis" else read_nats(nats_stream, prefix, 1000)
+        got = bus.read(1000)
     assert sorted(line["id"] for line in got) == sorted(str(e.event_id) for e in published)
     assert per_aggregate(as_envelopes(got, published)) == expected(published)
-    if bus == "redis":
-        assert redis_client.xlen(prefix) == 1000  # once each
+    if bus.name == "redis":
+        assert redis_client.xlen(bus.prefix) == 1000  # once each
 
 
 def test_a_bus_that_is_down_delays_only_itself(celery_worker, redis_url, prefix):

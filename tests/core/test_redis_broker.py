@@ -30,9 +30,10 @@ def test_a_redis_url_gets_a_visibility_timeout_beyond_the_longest_retry_and_no_c
 
 
 def test_events_flow_through_tasks_on_a_redis_broker(settings, worker_processes):
+    """Everything runs in the worker process, whose broker is Redis; this process only commits
+    and sends the first kick. (Its own CELERY_BROKER_URL stays: Celery reads it live, and its
+    connection pool would keep Redis connections for the next tests.)"""
     broker = settings.REDIS_URL
-    settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker(broker)
-    settings.EVENTS_CONSUMER = False
     worker_processes("orders,default,events", concurrency=2, broker=broker)
 
     with transaction.atomic():

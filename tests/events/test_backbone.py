@@ -96,6 +96,7 @@ def test_external_pika_consumer_gets_exactly_the_committed_events(celery_worker)
         "version": 1,
         "occurred_at": e1["occurred_at"],
         "source": "orders",
+        "aggregate_id": "A-1",
         "data": {"order_id": "A-1", "total": "10.00"},
     }
     assert p1.message_id == e1["id"]
