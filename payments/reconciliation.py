@@ -1,4 +1,5 @@
-"""What beat does for payments: re-verify the stale, expire the overdue, sweep the inbox.
+"""What beat does for payments: re-verify the stale, expire the overdue, sweep the inbox, and
+look at paid payments again for a refund made at the gateway, outside the system.
 
 Each pass is bounded (a batch per gateway), idempotent, and safe to run while another pass
 or a webhook works on the same payment: every change goes through the services, under the
@@ -15,9 +16,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from payments import charges, services
-from payments.gateways.base import GatewayError
-from payments.models import Payment, Refund, WebhookEvent
-from payments.registry import GATEWAY_CLASSES
+from payments.gateways.base import GatewayError, PaymentState, Status
+from payments.models import Payment, PaymentLedgerEntry, Refund, WebhookEvent
+from payments.registry import GATEWAY_CLASSES, gateway_for
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,101 @@ def payments_stale_take() -> list[int]:
         Payment.objects.filter(pk__in=ids).update(reverify_queued_at=timezone.now())
         taken += ids
     return taken
+
+
+PAID = (Payment.Status.SUCCEEDED, Payment.Status.PARTIALLY_REFUNDED)
+REFUNDED_THERE = (Status.REFUNDED, Status.PARTIALLY_REFUNDED)
+
+
+def payments_recheck_paid() -> int:
+    """Queue a check of each paid payment `payments_paid_take` gives (beat's pass)."""
+    ids = payments_paid_take()
+    for payment_id in ids:
+        current_app.send_task("payments.payment_paid_check", args=[payment_id])
+    return len(ids)
+
+
+def payments_paid_take() -> list[int]:
+    """Paid payments to compare with their gateway again: made within PAYMENT_PAID_RECHECK_DAYS and
+    not looked at within PAYMENT_PAID_RECHECK_HOURS, the longest unchecked first, at most
+    PAYMENT_REVERIFY_BATCH per gateway per pass (the gateway's rate limit).
+
+    `reverify_queued_at` rotates them, as it rotates pending payments (a payment is one or the
+    other, never both).
+    """
+    now = timezone.now()
+    made_after = now - timedelta(days=settings.PAYMENT_PAID_RECHECK_DAYS)
+    checked_before = now - timedelta(hours=settings.PAYMENT_PAID_RECHECK_HOURS)
+    taken = []
+    for gateway in GATEWAY_CLASSES:
+        ids = list(
+            Payment.objects.filter(gateway=gateway, status__in=PAID, created_at__gte=made_after)
+            .filter(Q(reverify_queued_at__isnull=True) | Q(reverify_queued_at__lt=checked_before))
+            .exclude(gateway_reference="")
+            .order_by(F("reverify_queued_at").asc(nulls_first=True), "created_at")
+            .values_list("pk", flat=True)[: settings.PAYMENT_REVERIFY_BATCH]
+        )
+        Payment.objects.filter(pk__in=ids).update(reverify_queued_at=now)
+        taken += ids
+    return taken
+
+
+def _paid_disagreement(payment: Payment, state: PaymentState) -> str:
+    """Why the gateway's answer about a payment paid here is not what we recorded ("" if it is).
+
+    A refund of ours still on its way explains a refund the gateway shows; a gateway that shows
+    no partial refunds (Paystack) may still say succeeded after one.
+    """
+    if Refund.objects.filter(payment=payment, status=Refund.Status.PENDING).exists():
+        return ""
+    agreeing = {
+        Payment.Status.SUCCEEDED: {Status.SUCCEEDED},
+        Payment.Status.PARTIALLY_REFUNDED: {Status.SUCCEEDED, Status.PARTIALLY_REFUNDED},
+    }[payment.status]
+    if state.status in agreeing:
+        return ""
+    here = f"{payment.refunded_amount:f} of {payment.amount:f} {payment.currency} refunded here"
+    if state.status in REFUNDED_THERE:
+        return (
+            f"{payment.gateway} says {state.status} but {here}: refunded at the gateway, outside "
+            "this system; record the refund there or ask the gateway"
+        )
+    return f"{payment.gateway} says {state.status} about a payment paid here ({here}); check at the gateway"
+
+
+def _flagged_before(payment: Payment, reason: str) -> bool:
+    """Whether the payment is flagged for this already, or staff resolved a flag for it (their
+    note is in the ledger): a check every few hours must not flag it again for the same answer."""
+    if reason in payment.flagged_reason:
+        return True
+    resolved = payment.ledger.filter(source=PaymentLedgerEntry.Source.STAFF, note__contains=reason)
+    return resolved.exists()
+
+
+def payment_paid_check(*, payment_id: int) -> Payment:
+    """Compare a paid payment with its gateway's API and flag it for staff when they disagree.
+
+    A refund made at the gateway (its dashboard, a chargeback) never reaches our refunds, and
+    payment_apply_state does not apply refunds: the payment would stay `succeeded` here and
+    its item paid. It is flagged (payment.flagged, the *Flagged payments* list) with what the
+    gateway said, kept in the ledger; nothing is refunded or changed on a guess. An agreeing
+    answer writes nothing. Raises GatewayError for the caller to retry.
+    """
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status not in PAID or not payment.gateway_reference:
+        return payment
+    state = gateway_for(payment.gateway).verify(payment.gateway_reference)
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.status not in PAID:
+            return payment  # refunded meanwhile, by us
+        reason = _paid_disagreement(payment, state)
+        if reason and not _flagged_before(payment, reason):
+            services.payment_apply_state(
+                payment_id=payment.pk, state=state, source=PaymentLedgerEntry.Source.VERIFY
+            )
+            services.payment_flag(payment, reason)
+    return payment
 
 
 def payments_expire_overdue(*, limit: int = 200) -> int:

@@ -57,6 +57,14 @@ def payment_verify(self, payment_id: int) -> None:
         _retry_transient(self, exc)
 
 
+@shared_task(name="payments.payment_paid_check", **GATEWAY_RETRY)
+def payment_paid_check(self, payment_id: int) -> None:
+    try:
+        reconciliation.payment_paid_check(payment_id=payment_id)
+    except GatewayError as exc:
+        _retry_transient(self, exc)
+
+
 @shared_task(
     name="payments.sandbox_webhook_deliver",
     acks_late=True,
@@ -94,11 +102,16 @@ def refund_execute(self, refund_id: int) -> None:
 
 @shared_task(name="payments.reconcile", acks_late=True, acks_on_failure_or_timeout=True)
 def reconcile() -> None:
-    """Beat: re-verify stale pending payments; send refunds no task picked up."""
+    """Beat: re-verify stale pending payments; send refunds no task picked up; compare paid
+    payments with their gateway (a refund made there, outside the system, is flagged)."""
     queued = reconciliation.payments_reverify_stale()
     refunds = reconciliation.refunds_sweep()
-    if queued or refunds:
-        logger.info("payments reconciled", extra={"reverify_queued": queued, "refunds_sent": refunds})
+    paid = reconciliation.payments_recheck_paid()
+    if queued or refunds or paid:
+        logger.info(
+            "payments reconciled",
+            extra={"reverify_queued": queued, "refunds_sent": refunds, "paid_checks_queued": paid},
+        )
 
 
 @shared_task(name="payments.webhooks_sweep", acks_late=True, acks_on_failure_or_timeout=True)

@@ -179,6 +179,10 @@ PAYMENT_DEADLINE_MINUTES = env.int("PAYMENT_DEADLINE_MINUTES", default=30)  # un
 PAYMENT_REVERIFY_AFTER_MINUTES = env.int(
     "PAYMENT_REVERIFY_AFTER_MINUTES", default=10
 )  # pending this long: ask
+# Paid payments are compared with their gateway again (a refund or chargeback made there, outside
+# the system, is flagged) for this many days after they were made, each at most every N hours.
+PAYMENT_PAID_RECHECK_DAYS = env.int("PAYMENT_PAID_RECHECK_DAYS", default=30)
+PAYMENT_PAID_RECHECK_HOURS = env.int("PAYMENT_PAID_RECHECK_HOURS", default=6)
 PAYMENT_REVERIFY_BATCH = env.int("PAYMENT_REVERIFY_BATCH", default=50)  # per gateway per pass (every 5 min)
 # Each gateway's API base URL: empty, the provider's own (by PAYMENT_ENV where it has a test
 # host); set it to reach the provider through a proxy, or a local fake in development.

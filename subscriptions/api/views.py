@@ -6,6 +6,7 @@ Idempotency-Key (a retried request gets the first answer); the actions on a subs
 idempotent by themselves (cancelling twice changes nothing).
 """
 
+import django_filters
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -14,6 +15,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.drf import FilterSet
 from core.idempotency import HEADER, idempotent
 from subscriptions import services
 from subscriptions.api.serializers import (
@@ -127,13 +129,32 @@ class PlanListView(ListAPIView):
         return plans_offered()
 
 
+class ByChild(FilterSet):
+    """`child` by id, not by a choice among every child: another customer's child answers as
+    one that does not exist (an empty list), never "Select a valid choice"."""
+
+    child = django_filters.NumberFilter(field_name="child_id", label="One of your children (id).")
+
+
+class SubscriptionFilter(ByChild):
+    class Meta:
+        model = Subscription
+        fields = ["status", "plan", "child"]
+
+
+class ToyboxFilter(ByChild):
+    class Meta:
+        model = Toybox
+        fields = ["status", "child"]
+
+
 class SubscriptionListCreateView(ListAPIView):
     """GET: your subscriptions (staff: all). POST: subscribe a child to a plan (Idempotency-Key);
     it is pending payment, its first invoice open: pay it with POST /api/payments/batch
     {"subscription_ids": [...]}."""
 
     serializer_class = SubscriptionSerializer
-    filterset_fields = ["status", "plan", "child"]
+    filterset_class = SubscriptionFilter
     ordering = ["-created_at", "-pk"]
 
     def get_queryset(self):
@@ -252,7 +273,7 @@ class ToyboxListView(ListAPIView):
     """GET /api/toyboxes: your children's boxes (staff: all), newest first."""
 
     serializer_class = ToyboxSerializer
-    filterset_fields = ["status", "child"]
+    filterset_class = ToyboxFilter
     ordering = ["-period_start", "-pk"]
 
     def get_queryset(self):
