@@ -69,6 +69,17 @@ def ensure_database() -> None:
     call_command("migrate", verbosity=0, run_syncdb=True)
 
 
+def stock_low(n: int) -> dict:
+    """The data of the n-th stock.low, as its schema (orders/event_schemas.py) wants it."""
+    return {
+        "variant_id": n % 997,
+        "sku": f"SKU-{n % 997}",
+        "product_id": n % 97,
+        "available": 2,
+        "threshold": 5,
+    }
+
+
 def publish(count: int, per_commit: int, start: int = 0) -> None:
     """The project: each event written to the outbox in the publisher's transaction."""
     from django.db import transaction
@@ -79,7 +90,7 @@ def publish(count: int, per_commit: int, start: int = 0) -> None:
     for first in range(start, start + count, per_commit):
         with transaction.atomic():
             for n in range(first, min(first + per_commit, start + count)):
-                events.publish(BENCH_EVENT, {"variant_id": n % 997, "n": n})
+                events.publish(BENCH_EVENT, stock_low(n))
 
 
 def publish_peer(count: int, per_commit: int, start: int = 0) -> None:
@@ -94,7 +105,7 @@ def publish_peer(count: int, per_commit: int, start: int = 0) -> None:
                 envelope = {
                     "id": str(uuid.uuid4()),
                     "type": BENCH_EVENT,
-                    "data": {"variant_id": n % 997, "n": n},
+                    "data": stock_low(n),
                 }
                 transaction.on_commit(functools.partial(peer_stock_low.delay, envelope))
 

@@ -82,6 +82,8 @@ TWILIO_API_URL = env("TEST_TWILIO_API_URL", default="")
 EVENTS_CONSUMER = env.bool(
     "TEST_EVENTS_CONSUMER", default=consumer_default(CELERY_BROKER_URL, EVENTS_BROKER_URL)
 )
+# The time one subscriber may take with one event (a test's worker processes may shorten it).
+EVENTS_SUBSCRIBER_TIME_LIMIT = env.int("TEST_EVENTS_SUBSCRIBER_TIME_LIMIT", default=60)
 # Other buses the relay delivers to (docs/events.md, "Other buses"): none unless a test (or its worker
 # processes, through TEST_EVENTS_SINKS) asks.
 EVENTS_SINKS = event_sinks(

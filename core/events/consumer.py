@@ -271,6 +271,7 @@ class EventsConsumer(bootsteps.ConsumerStep):
         self.pending: list[tuple[Any, str, tuple]] = []
         self.flush_scheduled = False
         self.in_flight = 0  # pool jobs handed out and not yet settled
+        self.unacked: set[int] = set()  # delivery tags handed to the pool (or about to be)
 
     def start(self, c):
         if not settings.EVENTS_CONSUMER:
@@ -285,6 +286,7 @@ class EventsConsumer(bootsteps.ConsumerStep):
     def get_consumers(self, channel) -> Iterable[Consumer]:
         channel.basic_qos(0, settings.EVENTS_CONSUMER_PREFETCH, False)
         self.producer = Producer(channel)
+        self.unacked = set()  # a new channel: the old one's deliveries come again
         for queue in topology():
             queue(channel).declare()
         return [
@@ -318,6 +320,7 @@ class EventsConsumer(bootsteps.ConsumerStep):
         if not names:
             message.ack()
             return
+        self.unacked.add(message.delivery_tag)
         self.pending.append((message, group, (envelope, names, attempt, replay, request_id)))
         if len(self.pending) >= settings.EVENTS_CONSUMER_BATCH:
             self.flush()
@@ -355,9 +358,7 @@ class EventsConsumer(bootsteps.ConsumerStep):
             logger.warning("events not acknowledged; they will be delivered again", exc_info=True)
 
     def _settle(self, batch, results) -> None:
-        for (message, group, (envelope, _, _, replay, request_id)), outcomes in zip(
-            batch, results, strict=True
-        ):
+        for (_, group, (envelope, _, _, replay, request_id)), outcomes in zip(batch, results, strict=True):
             for outcome in outcomes:
                 if outcome[0] == "retry":
                     _, name, attempt, delay = outcome
@@ -380,6 +381,19 @@ class EventsConsumer(bootsteps.ConsumerStep):
                         serializer="json",
                         delivery_mode=2,
                     )
+        self._ack([message for message, _, _ in batch])
+
+    def _ack(self, messages: list) -> None:
+        """Acknowledge a settled job's messages: with one frame (`multiple`, up to the newest)
+        when no older delivery of the channel is still out, else one by one (never holding a
+        settled message back for a slower one)."""
+        tags = {message.delivery_tag for message in messages}
+        self.unacked -= tags
+        newest = max(messages, key=lambda message: message.delivery_tag)
+        if not any(tag < newest.delivery_tag for tag in self.unacked):
+            newest.ack(multiple=True)
+            return
+        for message in messages:
             message.ack()
 
     def lost(self, batch, exc) -> None:
@@ -398,6 +412,7 @@ class EventsConsumer(bootsteps.ConsumerStep):
         from core.events.registry import SUBSCRIBERS
 
         logger.error("events pool job lost", extra={"error": repr(exc), "messages": len(batch)})
+        self.unacked -= {message.delivery_tag for message, _, _ in batch}
         for message, group, (envelope, names, attempt, replay, request_id) in batch:
             if not message.delivery_info.get("redelivered"):
                 message.reject(requeue=True)

@@ -29,6 +29,8 @@ from core.models import OutboxDelivery
 logger = logging.getLogger(__name__)
 
 SINK_LOCK_CLASS = 0x6576_6E74  # the advisory lock class of the buses' deliveries; the bus is the key
+# As the relay's: the holder delivers until nothing waits, so another need not wait long.
+SINK_LOCK_WAIT = "200ms"
 KICK_KEY = "events:sink:{}:kicked"
 BACKOFF_KEY = "events:sink:{}:backoff"
 
@@ -100,7 +102,7 @@ def _lock(name: str) -> bool:
     if connection.vendor != "postgresql":
         return True  # SQLite (embedded default): writers are serialised already
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL lock_timeout = '5s'")
+        cursor.execute(f"SET LOCAL lock_timeout = '{SINK_LOCK_WAIT}'")
         try:
             with transaction.atomic():
                 cursor.execute(

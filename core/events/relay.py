@@ -21,7 +21,7 @@ from celery.signals import worker_process_shutdown
 from django.conf import settings
 from django.core.cache import cache
 from django.core.signals import setting_changed
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
@@ -37,6 +37,13 @@ from core.queues import QUEUE_NAMES, dead_letter_queue, work_queue
 logger = logging.getLogger(__name__)
 
 RELAY_LOCK_ID = 0x6576_656E_7473  # "events": the advisory lock that serialises relays
+# A relay that finds the lock taken tries again this many times, this long apart, then leaves
+# the work to the holder: it loops until no row is left, so a second relay has nothing to add,
+# and waiting longer would only keep a pool process (one that could run subscribers) idle.
+# The tries cover the holder's last, empty, transaction, so that a kick sent by a commit just
+# after the holder's last look still finds the lock free.
+RELAY_LOCK_TRIES = 5
+RELAY_LOCK_RETRY_SECONDS = 0.05
 BACKOFF_KEY = "events:relay:backoff"
 
 _publisher: ConfirmingPublisher | None = None
@@ -122,21 +129,16 @@ def _backoff_clear() -> None:
 
 
 def _lock_relay() -> bool:
-    """Take the relay lock for this transaction; False if another relay kept it too long."""
+    """Take the relay lock for this transaction (one round trip); False if another relay has it."""
     if connection.vendor != "postgresql":
         return True  # SQLite (embedded default): IMMEDIATE transactions already serialise writers
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL lock_timeout = '5s'")
-        try:
-            with transaction.atomic():  # a savepoint: a lock timeout must not abort the transaction
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RELAY_LOCK_ID])
-        except OperationalError:
-            return False
-    return True
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [RELAY_LOCK_ID])
+        return cursor.fetchone()[0]
 
 
 class RelayBusy(Exception):
-    """Another relay held the lock for longer than lock_timeout: it is delivering."""
+    """Another relay holds the lock: it is delivering."""
 
 
 def relay_batch(*, batch_size: int) -> int:
@@ -224,10 +226,15 @@ def relay_run(
         return result  # backing off after a broker failure
     budget = settings.EVENTS_RELAY_TIME_BUDGET if time_budget is None else time_budget
     deadline = time.monotonic() + budget
+    busy = 0  # tries that found another relay holding the lock
     while True:
         try:
             published = relay_batch(batch_size=batch_size or settings.EVENTS_RELAY_BATCH_SIZE)
         except RelayBusy:
+            if busy < RELAY_LOCK_TRIES - 1 and not result.batches:
+                busy += 1
+                time.sleep(RELAY_LOCK_RETRY_SECONDS)
+                continue
             return result
         except BrokerUnavailable as exc:
             delay = _backoff_record_failure()

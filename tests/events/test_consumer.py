@@ -322,6 +322,26 @@ def test_sigkill_of_the_pool_child_mid_batch_leaves_every_effect_once(
     assert [redis_client.llen(f"started:{event_id}") for event_id in ids] == [1] * 10  # none ran twice
 
 
+def test_a_subscriber_past_its_time_limit_is_interrupted_retried_then_dead_lettered(
+    consuming, worker_processes, redis_client
+):
+    worker_processes(
+        "bookings,events,default", env={**CONSUMER_ENV, "TEST_EVENTS_SUBSCRIBER_TIME_LIMIT": "1"}
+    )
+    with transaction.atomic():
+        event = events.publish("booking.created", {"booking_id": "C-T1", "sleep": 30})
+
+    letter = wait_for(
+        lambda: DeadLetter.objects.filter(event_id=event.event_id, subscriber="tests.slow_booking").first(),
+        timeout=60,
+        what="the dead letter",
+    )
+    assert letter.error.startswith("SubscriberTimeLimit: took more than 1 s")
+    assert letter.attempts == 4  # the first try and 3 retries, each interrupted after a second
+    assert redis_client.llen(f"started:{event.event_id}") == 4
+    assert not Effect.objects.filter(event_id=event.event_id).exists()  # each try rolled back
+
+
 def test_a_slow_subscriber_does_not_hold_back_another_group(consuming_worker, redis_client):
     with transaction.atomic():
         booking = events.publish("booking.created", {"booking_id": "C-B1", "sleep": 8})
