@@ -168,7 +168,8 @@ class RuleAdmin(admin.ModelAdmin):
 
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(admin.ModelAdmin):
-    """A template written here replaces the file of the same name and language at once."""
+    """A template written here replaces the file of the same name and language (in the
+    workers within notifications.cache.CACHE_SECONDS of the save)."""
 
     list_display = ["name", "language", "updated_at"]
     list_filter = ["language"]

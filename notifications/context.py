@@ -81,7 +81,8 @@ Values = tuple[dict[str, Any], str | None]
 
 def _order(data: Mapping[str, Any]) -> Values:
     number = data.get("number") or data.get("order_id")
-    order = _named(Order.objects.select_related("payment").prefetch_related("lines"), "order", number=number)
+    orders = Order.objects.select_related("payment", "customer__notification_preference")
+    order = _named(orders.prefetch_related("lines"), "order", number=number)
     lines = [
         {
             "name": line.name,
@@ -95,6 +96,7 @@ def _order(data: Mapping[str, Any]) -> Values:
     payment_status = order.payment.status if order.payment else ""
     return {
         "order": order,
+        "customer": order.customer,
         "number": order.number,
         "lines": lines,
         "total": _decimal(data.get("total")) or order.total,
@@ -108,13 +110,15 @@ def _order(data: Mapping[str, Any]) -> Values:
 
 def _booking(data: Mapping[str, Any]) -> Values:
     public_id = data.get("booking_id")
-    booking = _named(Booking.objects.select_related("resource", "service"), "booking", public_id=public_id)
+    bookings = Booking.objects.select_related("resource", "service", "customer__notification_preference")
+    booking = _named(bookings, "booking", public_id=public_id)
     total = _decimal(data.get("amount_total")) or booking.amount_total
     due = _decimal(data.get("amount_due")) or booking.amount_due
     payment_status = data.get("payment_status") or booking.payment_status
     paid = {"paid": total, "deposit_paid": due}.get(payment_status, Decimal(0))
     return {
         "booking": booking,
+        "customer": booking.customer,
         "resource": booking.resource.name,
         "service": booking.service.name if booking.service else "",
         "starts_at": booking.starts_at,
@@ -282,8 +286,10 @@ def context_for(event_type: str, data: Mapping[str, Any]) -> MessageContext:
     builder = BUILDERS.get(event_type) or BUILDERS.get(event_type.split(".", 1)[0])
     values, zone = builder(data) if builder else ({}, None)
     customer_id = data.get("customer_id")
-    customer = None
-    if customer_id is not None:
+    customer = values.get("customer")  # read with the object it owns (an order, a booking)
+    if customer_id is None:
+        customer = None
+    elif getattr(customer, "pk", None) != customer_id:
         customer = (
             get_user_model().objects.select_related("notification_preference").filter(pk=customer_id).first()
         )

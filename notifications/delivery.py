@@ -1,7 +1,8 @@
 """Sending one message: reserve, send, record. And the receipts providers send back.
 
-1. Reserve, in a transaction: a `queued` message that is due becomes `sending`, with a lease
-   (NOTIFICATIONS_LEASE_SECONDS, longer than any channel's timeout) and one more attempt.
+1. Reserve, in one statement (its own transaction): a `queued` message that is due becomes
+   `sending`, with a lease (NOTIFICATIONS_LEASE_SECONDS, longer than any channel's timeout)
+   and one more attempt.
 2. Send, outside any transaction: the channel talks to its provider with its own timeout.
 3. Record, in another transaction, only if the reservation is still ours: `sent` with the
    provider's id (and notification.sent), `failed` (and notification.failed), or `queued`
@@ -14,12 +15,13 @@ and Telegram cannot be asked: they are sent again, e-mail with the same Message-
 message the provider had accepted is at worst delivered twice, never lost.
 """
 
+import functools
 import logging
 import random
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -70,49 +72,76 @@ def backoff_seconds(attempt: int) -> float:
     return random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not a secret
 
 
-def _reserve(notification_id: int, now: datetime) -> tuple[Notification | None, bool]:
-    """(the message, True if an earlier sender's outcome is unknown), or (None, False): not ours to send."""
-    with transaction.atomic():
-        notification = (
-            Notification.objects.select_for_update(skip_locked=True).filter(pk=notification_id).first()
+@functools.cache
+def _reserve_statement() -> tuple[str, list[str]]:
+    """The reservation as one statement, and the model fields it returns (the row as reserved).
+
+    The row is locked (SKIP LOCKED: another sender reserving it right now has it) and, if it is
+    due, becomes `sending` with a lease and one more attempt; RETURNING gives the row and its
+    status before (`sending` then: an earlier sender's outcome is unknown). One round trip
+    instead of a transaction with a SELECT ... FOR UPDATE and an UPDATE.
+    """
+    meta = Notification._meta
+    quote = connection.ops.quote_name
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    fields = [f.attname for f in meta.concrete_fields]
+    returned = ", ".join(f"n.{quote(meta.get_field(name).column)}" for name in fields)
+    sql = f"""
+        WITH locked AS (
+            SELECT {pk}, status FROM {table} WHERE {pk} = %(id)s FOR UPDATE SKIP LOCKED
         )
-        if notification is None:
-            return None, False  # another sender is reserving it right now
-        unknown = notification.status == Status.SENDING
-        if unknown and notification.lease_until and notification.lease_until > now:
-            return None, False  # another sender holds it
-        if not unknown and notification.status != Status.QUEUED:
-            return None, False  # sent, failed, delivered: done
-        if not unknown and notification.not_before and notification.not_before > now:
-            return None, False  # quiet hours or a retry not due yet: the sweep sends it then
-        notification.status = Status.SENDING
-        notification.attempts += 1
-        notification.lease_until = now + timedelta(seconds=settings.NOTIFICATIONS_LEASE_SECONDS)
-        notification.save(update_fields=["status", "attempts", "lease_until", "updated_at"])
-    return notification, unknown
+        UPDATE {table} AS n
+        SET status = %(sending)s, attempts = n.attempts + 1, lease_until = %(lease)s, updated_at = %(updated)s
+        FROM locked
+        WHERE n.{pk} = locked.{pk} AND (
+            (locked.status = %(queued)s AND (n.not_before IS NULL OR n.not_before <= %(now)s))
+            OR (locked.status = %(sending)s AND (n.lease_until IS NULL OR n.lease_until <= %(now)s))
+        )
+        RETURNING locked.status, {returned}
+    """  # noqa: S608 - names from the model
+    return sql, fields
+
+
+def _reserve(notification_id: int, now: datetime) -> tuple[Notification | None, bool]:
+    """(the message, True if an earlier sender's outcome is unknown), or (None, False): not ours
+    to send (another sender has it; sent, failed or delivered; not due: quiet hours or a retry,
+    which the sweep sends when due)."""
+    sql, fields = _reserve_statement()
+    params = {
+        "id": notification_id,
+        "now": now,
+        "lease": now + timedelta(seconds=settings.NOTIFICATIONS_LEASE_SECONDS),
+        "updated": timezone.now(),
+        "queued": Status.QUEUED.value,
+        "sending": Status.SENDING.value,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None, False
+    previous, values = row[0], row[1:]
+    return Notification.from_db(connection.alias, fields, values), previous == Status.SENDING
 
 
 def _record(notification: Notification, **changes) -> bool:
-    """Apply `changes` if the reservation is still ours (nobody took it over after its lease)."""
+    """Apply `changes` if the reservation is still ours (nobody took it over after its lease):
+    one conditional UPDATE, and the outcome's event in the same transaction."""
+    changes = {"lease_until": None, **changes, "updated_at": timezone.now()}  # the lease ends unless held
     with transaction.atomic():
-        current = (
-            Notification.objects.select_for_update()
-            .filter(pk=notification.pk, status=Status.SENDING, attempts=notification.attempts)
-            .first()
-        )
-        if current is None:
+        mine = Notification.objects.filter(
+            pk=notification.pk, status=Status.SENDING, attempts=notification.attempts
+        ).update(**changes)
+        if not mine:
             logger.warning(
                 "notification taken over before its outcome was recorded",
                 extra={"notification": notification.public_id, **{k: str(v) for k, v in changes.items()}},
             )
             return False
-        current.lease_until = None  # unless `changes` holds it longer
         for field, value in changes.items():
-            setattr(current, field, value)
-        current.save(update_fields=list({*changes, "lease_until", "updated_at"}))
-        if current.status not in (Status.QUEUED, Status.SENDING):
-            publish_outcome(current)
-        notification.__dict__.update(current.__dict__)
+            setattr(notification, field, value)
+        if notification.status not in (Status.QUEUED, Status.SENDING):
+            publish_outcome(notification)
     return True
 
 

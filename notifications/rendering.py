@@ -69,20 +69,44 @@ def _file_name(template: str, language: str) -> str:
     return f"notifications/messages/{language}/{template}.html"
 
 
-def _load(template: str, language: str) -> tuple[DjangoTemplate, str]:
+class StaffTemplates:
+    """Templates written by staff in the admin, by (name, language), compiled when first used."""
+
+    def __init__(self, sources: dict[tuple[str, str], str]):
+        self._sources = sources
+        self._compiled: dict[tuple[str, str], DjangoTemplate] = {}
+
+    @classmethod
+    def of(cls, template: str, languages: list[str]) -> "StaffTemplates":
+        """The rows of one template name in these languages, read now."""
+        rows = MessageTemplate.objects.filter(name=template, language__in=languages)
+        sources = rows.values_list("language", "source")
+        return cls({(template, language): source for language, source in sources})
+
+    def get(self, template: str, language: str) -> DjangoTemplate | None:
+        """The compiled template, None if staff wrote none; TemplateSyntaxError if it does not compile."""
+        key = (template, language)
+        compiled = self._compiled.get(key)
+        if compiled is None and key in self._sources:
+            compiled = self._compiled[key] = engines["django"].from_string(self._sources[key])
+        return compiled
+
+
+def _load(template: str, language: str, staff: StaffTemplates | None) -> tuple[DjangoTemplate, str]:
     """(the template, the language it is in): staff's row first, then the file, in `language`
-    and then in the site's language."""
+    and then in the site's language. `staff`: the rows already read (notifications.cache's
+    snapshot), else they are read now."""
     if not NAME.fullmatch(template) or not NAME.fullmatch(language):
         raise RenderError(f"template {template!r} ({language}): not a template name or language")
-    engine = engines["django"]
     languages = list(dict.fromkeys([language, settings.LANGUAGE_CODE]))
-    rows = MessageTemplate.objects.filter(name=template, language__in=languages)
-    sources = dict(rows.values_list("language", "source"))
+    if staff is None:
+        staff = StaffTemplates.of(template, languages)
     for candidate in languages:
         try:
-            if candidate in sources:
-                return engine.from_string(sources[candidate]), candidate
-            return engine.get_template(_file_name(template, candidate)), candidate
+            compiled = staff.get(template, candidate)
+            if compiled is not None:
+                return compiled, candidate
+            return engines["django"].get_template(_file_name(template, candidate)), candidate
         except TemplateDoesNotExist:
             continue
         except TemplateSyntaxError as exc:
@@ -102,11 +126,14 @@ def _clean(part: str, value: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 
 
-def render(template: str, language: str, channel: str, context: dict) -> Rendered:
-    """The message of `channel` from `template` in `language` (or the site's language)."""
+def render(
+    template: str, language: str, channel: str, context: dict, *, staff: StaffTemplates | None = None
+) -> Rendered:
+    """The message of `channel` from `template` in `language` (or the site's language); `staff`:
+    the staff's templates as already read (else this template's rows are read now)."""
     if channel not in PARTS_BY_CHANNEL:
         raise RenderError(f"template {template!r}: unknown channel {channel!r}")
-    compiled, language = _load(template, language)
+    compiled, language = _load(template, language, staff)
     parts: dict[str, str] = {}
     part = "context"
     try:

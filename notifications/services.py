@@ -15,16 +15,16 @@ from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core import events
 from core.errors import BusinessRuleViolation, InvalidInput
-from notifications import delivery
+from notifications import cache, delivery
 from notifications.channels import CHANNELS
 from notifications.context import ContextError, MessageContext, context_for
-from notifications.models import CHANNEL_NAMES, Audience, Category, Notification, Preference, Rule
-from notifications.rendering import Rendered, RenderError, language_for, render
+from notifications.models import CHANNEL_NAMES, Audience, Category, Notification, Preference
+from notifications.rendering import Rendered, RenderError, StaffTemplates, language_for, render
 from notifications.rules import RuleSpec, rules_for
 
 logger = logging.getLogger(__name__)
@@ -138,8 +138,15 @@ def _address(channel_name: str, recipient: _Recipient) -> str:
     return channel.address(recipient.user, recipient.preference)
 
 
-def _rule_settings(specs: list[RuleSpec]) -> dict[str, Rule]:
-    return {rule.key: rule for rule in Rule.objects.filter(key__in=[spec.key for spec in specs])}
+@dataclass
+class _EventMessages:
+    """What every message of one event shares."""
+
+    event: events.Event
+    context: MessageContext
+    context_error: str  # the context could not be read: every message fails with this
+    templates: StaffTemplates
+    now: datetime
 
 
 def notifications_for_event(event: events.Event, *, now: datetime | None = None) -> list[int]:
@@ -148,12 +155,13 @@ def notifications_for_event(event: events.Event, *, now: datetime | None = None)
     specs = [spec for spec in rules_for(event.type) if spec.applies(event.data)]
     if not specs:
         return []
-    stored = _rule_settings(specs)
-    active = [(spec, stored.get(spec.key)) for spec in specs]
+    staff_settings = cache.current()  # rules and templates, read at most every few seconds
+    active = [(spec, staff_settings.rules.get(spec.key)) for spec in specs]
     active = [(spec, row) for spec, row in active if row is None or row.enabled]
     if not active:
         return []
     context, context_error = _context(event)
+    shared = _EventMessages(event, context, context_error, staff_settings.templates, now)
     rows: list[Notification] = []
     for spec, row in active:
         channels = [c for c in (row.channels if row else spec.channels) if c in CHANNELS]
@@ -161,15 +169,10 @@ def notifications_for_event(event: events.Event, *, now: datetime | None = None)
         event_id = event.id
         if spec.group is not None:  # staff hear about one kind of failure once an hour
             event_id = uuid.uuid5(GROUP_NAMESPACE, f"{spec.key}:{spec.group(event.data)}:{now:%Y%m%d%H}")
-        recipients = _recipients(spec, context)
-        for recipient in recipients:
+        for recipient in _recipients(spec, context):
             for channel_name in channels:
-                rows.extend(
-                    _message(
-                        spec, event, event_id, template, context, context_error, recipient, channel_name, now
-                    )
-                )
-    return _store(rows, event)
+                rows.extend(_message(shared, spec, event_id, template, recipient, channel_name))
+    return _store(rows)
 
 
 def _context(event: events.Event) -> tuple[MessageContext, str]:
@@ -186,7 +189,11 @@ def _context(event: events.Event) -> tuple[MessageContext, str]:
         ), f"context: {exc}"
 
 
-def _message(spec, event, event_id, template, context, context_error, recipient, channel_name, now):
+def _message(
+    shared: _EventMessages, spec: RuleSpec, event_id, template: str, recipient: _Recipient, channel_name: str
+) -> list[Notification]:
+    """The message (unsaved) of one recipient on one channel, or none."""
+    event, context, now = shared.event, shared.context, shared.now
     channel = CHANNELS[channel_name]
     if not channel.configured():
         return []
@@ -212,11 +219,12 @@ def _message(spec, event, event_id, template, context, context_error, recipient,
         language=language,
     )
     try:
-        if context_error:
-            raise RenderError(context_error)
-        rendered: Rendered = render(template, language, channel_name, {**context.values, "recipient": user})
+        if shared.context_error:
+            raise RenderError(shared.context_error)
+        values = {**context.values, "recipient": user}
+        rendered: Rendered = render(template, language, channel_name, values, staff=shared.templates)
     except RenderError as exc:
-        error = context_error or f"template: {exc}"
+        error = shared.context_error or f"template: {exc}"
         message.status, message.last_error, message.failed_at = Status.FAILED, error[:4000], now
         return [message]
     message.subject, message.body, message.html = rendered.subject[:255], rendered.body, rendered.html
@@ -237,31 +245,64 @@ def _held_until(preference: Preference, now: datetime, starts_at: datetime | Non
     return until
 
 
-def _store(rows: list[Notification], event: events.Event) -> list[int]:
+def _store(rows: list[Notification]) -> list[int]:
     """Insert what is not there yet (the database's unique key), publish the settled ones'
-    outcomes and dispatch the rest."""
+    outcomes and dispatch the rest; the ids of the event's rows, new or not."""
     if not rows:
         return []
-    Notification.objects.bulk_create(rows, ignore_conflicts=True)
-    keys = {(row.event_id, row.rule, row.channel, row.recipient) for row in rows}
-    # bulk_create with ignore_conflicts sets no ids: read back the rows of this event (new or not).
-    stored = Notification.objects.filter(
+    for row in rows:
+        if row.status in (Status.DELIVERED, Status.FAILED):
+            row.attempts = 1  # settled as it is written: that was its one attempt
+    written = _insert_new(rows)
+    earlier = _already_there(rows, written) if len(written) < len(rows) else []
+    for row in written:
+        if row.status in (Status.DELIVERED, Status.FAILED):
+            delivery.publish_outcome(row)
+    stored = written + earlier
+    delivery.dispatch([row.pk for row in stored if row.status == Status.QUEUED and row.not_before is None])
+    return [row.pk for row in stored]
+
+
+# The unique key notification_once_per_event, as an ON CONFLICT target (its index is partial).
+ONCE_PER_EVENT = "(event_id, rule, channel, recipient) WHERE resend_of_id IS NULL"
+
+
+def _insert_new(rows: list[Notification]) -> list[Notification]:
+    """INSERT the rows in one statement, skipping those whose (event, rule, channel,
+    recipient) is there already; the rows written, with their ids.
+
+    bulk_create(ignore_conflicts=True) sets no ids, and reading the rows back cost a query per
+    event; RETURNING names the rows written by their public id, made here before the insert.
+    """
+    meta = Notification._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    placeholders = f"({', '.join(['%s'] * len(fields))})"
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608 - names from the model
+        f"VALUES {', '.join([placeholders] * len(rows))} ON CONFLICT {ONCE_PER_EVENT} DO NOTHING "
+        f"RETURNING {quote(meta.pk.column)}, {quote(meta.get_field('public_id').column)}"
+    )
+    params = [f.get_db_prep_save(f.pre_save(row, add=True), connection) for row in rows for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = {public_id: pk for pk, public_id in cursor.fetchall()}
+    written = [row for row in rows if row.public_id in ids]
+    for row in written:
+        row.pk = ids[row.public_id]
+        row._state.adding, row._state.db = False, connection.alias
+    return written
+
+
+def _already_there(rows: list[Notification], written: list[Notification]) -> list[Notification]:
+    """The rows of the same keys that were there before (a redelivered event, a staff alert
+    of a group already told this hour)."""
+    new = {row.public_id for row in written}
+    keys = {(row.event_id, row.rule, row.channel, row.recipient) for row in rows if row.public_id not in new}
+    found = Notification.objects.filter(
         event_id__in={key[0] for key in keys}, rule__in={key[1] for key in keys}, resend_of__isnull=True
     )
-    due, created = [], []
-    for row in stored:
-        if (row.event_id, row.rule, row.channel, row.recipient) not in keys:
-            continue
-        created.append(row)
-        if row.status == Status.QUEUED and row.not_before is None:
-            due.append(row.pk)
-    for row in created:
-        if row.status in (Status.DELIVERED, Status.FAILED) and row.attempts == 0:
-            row.attempts = 1
-            Notification.objects.filter(pk=row.pk, attempts=0).update(attempts=1)
-            delivery.publish_outcome(row)
-    delivery.dispatch(due)
-    return [row.pk for row in created]
+    return [row for row in found if (row.event_id, row.rule, row.channel, row.recipient) in keys]
 
 
 # --- Staff and customers' actions ---------------------------------------------------------

@@ -1,6 +1,17 @@
 import pytest
 
+from notifications import cache
+from notifications.channels.email import close_connection
 from tests.notifications.smtp import SmtpServer
+
+
+@pytest.fixture(autouse=True)
+def _fresh_staff_settings():
+    """No rules or templates kept from another test (its rows were rolled back, which sends no
+    signal), and none left to the next tests."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -13,3 +24,4 @@ def smtp_server(settings):
         settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
         settings.EMAIL_TIMEOUT = 2
         yield server
+        close_connection()  # the process's kept connection, to a server that stops now

@@ -3,6 +3,7 @@ refuse, stall, or hold a conversation until the test lets it go on.
 
     with SmtpServer() as smtp:
         settings.EMAIL_PORT = smtp.port
+        len(set(smtp.peers))                      # the connections the messages came by
         smtp.refuse_next("451 4.3.0 try later")   # the next message gets this answer
         smtp.hold()                              # the next conversation waits at RCPT TO
         smtp.holding.wait(10); ...; smtp.release()
@@ -28,16 +29,18 @@ def free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self):
+    def __init__(self, idle_timeout: float = 300):
+        """`idle_timeout`: a connection idle this long is closed by the server (aiosmtpd's default: 300 s)."""
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
+        self.peers: list[tuple[str, int]] = []  # the client's address and port per message: its connection
         self.holding = threading.Event()  # set while a conversation is held
         self._release = threading.Event()
         self._hold = False
         self._answers: list[str] = []
         self._lock = threading.Lock()
         self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, timeout=idle_timeout)
 
     def __enter__(self) -> "SmtpServer":
         self.controller.start()
@@ -81,4 +84,5 @@ class SmtpServer:
         with self._lock:
             self.messages.append(message)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.peers.append(session.peer)
         return "250 OK"
