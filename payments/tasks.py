@@ -10,6 +10,7 @@ import random
 import requests
 from celery import shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -20,7 +21,18 @@ from payments.models import SandboxCharge, WebhookEvent
 from payments.registry import gateway_for
 
 logger = logging.getLogger(__name__)
-GATEWAY_RETRY = {"acks_late": True, "max_retries": 6, "bind": True}
+# A database connection lost mid-task (a PostgreSQL restart, a killed backend) is retried with
+# backoff like a gateway's transient error; the next try gets a fresh connection.
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+GATEWAY_RETRY = {
+    "acks_late": True,
+    "max_retries": 6,
+    "bind": True,
+    "autoretry_for": DATABASE_ERRORS,
+    "retry_backoff": True,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+}
 
 
 def _retry_transient(task, exc: GatewayError):

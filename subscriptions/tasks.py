@@ -4,6 +4,7 @@ import logging
 import random
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from payments.errors import GatewayUnreachable
 from subscriptions import services
@@ -53,7 +54,14 @@ def invoice_charge(
         raise self.retry(exc=exc, countdown=countdown, kwargs=kwargs) from exc
 
 
-@shared_task(name="subscriptions.toybox_build", acks_late=True)
+@shared_task(
+    name="subscriptions.toybox_build",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),  # a lost database connection: try again
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=6,
+)
 def toybox_build(toybox_id: int) -> str:
     """Fill a paid period's box; a worker killed mid-build rolls back and the box is built on redelivery."""
     return services.toybox_build(toybox_id=toybox_id).status

@@ -45,7 +45,9 @@ def toybox_open(*, invoice: Invoice, subscription: Subscription, payment_id: str
         payment_id=payment_id,
     )
     pk = toybox.pk
-    transaction.on_commit(lambda: current_app.send_task(BUILD_TASK, args=[pk]))
+    # robust: with the broker down the send fails after the commit, and the box is built by
+    # the sweep; the caller (a subscriber whose effect committed) must not fail for it.
+    transaction.on_commit(lambda: current_app.send_task(BUILD_TASK, args=[pk]), robust=True)
     return toybox
 
 

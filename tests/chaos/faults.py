@@ -1,0 +1,203 @@
+"""The faults of a chaos run, each injected as it happens in production, on a timeline of its own.
+
+- PostgreSQL: `pg_terminate_backend` on every other backend of the test database (the web's,
+  the workers', beat's), as a failover or an administrator would. Only the harness's own
+  connections (application_name `chaos-harness`: the test's observer and this thread) are spared.
+- Workers: a real prefork worker (tests/conftest.py, WorkerProcess) SIGKILLed with its pool
+  children, no goodbye to RabbitMQ, and a replacement started.
+- RabbitMQ: the broker refuses the test user every connection to its vhost for
+  OUTAGE_SECONDS (tests/events/test_broker_recovery.py, `broker_outage`: permissions revoked,
+  open connections closed), then takes it back; what waited must be done within a minute.
+"""
+
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+from django.db import connection
+from psycopg import sql
+
+from core.models import OutboxEvent
+from core.queues import QUEUE_NAMES
+from payments.models import Payment, SandboxCharge, WebhookEvent
+from tests.events.test_broker_recovery import broker_outage
+
+HARNESS = "chaos-harness"  # application_name of the connections the faults spare
+OUTAGE_SECONDS = 30
+RECOVERY_SECONDS = 60  # the promise: what waited is done within a minute of the broker's return
+RECOVERY_PATIENCE = 75  # how long the measurement waits before it reports the promise broken
+
+# (share of the flows bought, fault): the outage and its recovery measurement come first, so
+# that later faults do not blur what the recovery took.
+PLAN = (
+    (0.05, "postgres"),
+    (0.12, "worker"),
+    (0.20, "postgres"),
+    (0.28, "outage"),
+    (0.55, "worker"),
+    (0.65, "postgres"),
+    (0.78, "worker"),
+    (0.88, "postgres"),
+)
+
+
+def harness_connection() -> psycopg.Connection:
+    """A connection of the harness's own to the test database, spared by the faults."""
+    db = connection.settings_dict
+    return psycopg.connect(
+        dbname=db["NAME"],
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        host=db["HOST"],
+        port=db["PORT"] or None,
+        application_name=HARNESS,
+        autocommit=True,
+        connect_timeout=10,
+    )
+
+
+def spare_this_connection() -> None:
+    """Let the faults spare this thread's Django connection (the test's observer)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('application_name', %s, false)", [HARNESS])
+
+
+def backends_terminate(db: psycopg.Connection) -> int:
+    """Terminate every other client backend of the test database; how many there were."""
+    rows = db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend' AND application_name <> %s",
+        [HARNESS],
+    ).fetchall()
+    return len(rows)
+
+
+# What the broker's return left to do, counted from before a moment (the tables named by {}).
+WAITING = {
+    "unpublished events": (
+        "SELECT count(*) FROM {} WHERE published_at IS NULL AND occurred_at < %s",
+        OutboxEvent,
+    ),
+    "unprocessed webhooks": (
+        "SELECT count(*) FROM {} WHERE signature_valid AND processed_at IS NULL AND received_at < %s",
+        WebhookEvent,
+    ),
+    "payments paid at the gateway, not here": (
+        "SELECT count(*) FROM {} c JOIN {} p ON p.gateway = 'sandbox' AND p.gateway_reference = c.reference"
+        " WHERE c.status = 'succeeded' AND c.updated_at < %s AND p.status <> 'succeeded'",
+        SandboxCharge,
+        Payment,
+    ),
+}
+
+
+def waiting_since(db: psycopg.Connection, moment) -> dict[str, int]:
+    """Events, webhooks and paid charges from before `moment` still waiting to be done."""
+    counts = {}
+    for what, (query, *models) in WAITING.items():
+        statement = sql.SQL(query).format(*(sql.Identifier(m._meta.db_table) for m in models))
+        counts[what] = db.execute(statement, [moment]).fetchone()[0]
+    return counts
+
+
+class Workers:
+    """Real prefork workers consuming every queue, killed one at a time and replaced."""
+
+    def __init__(self, start: Callable, *, count: int, concurrency: int):
+        self._start = lambda: start(",".join(QUEUE_NAMES), concurrency)
+        self.count = count
+        self.running = [self._start() for _ in range(count)]
+        self.killed = 0
+
+    def kill_one(self) -> str:
+        """SIGKILL the oldest worker and its pool children."""
+        worker = self.running.pop(0)
+        worker.kill()
+        self.killed += 1
+        return worker.name
+
+    def top_up(self, tries: int = 3) -> None:
+        """Start replacements until `count` run (the broker must answer their ping)."""
+        while len(self.running) < self.count:
+            try:
+                self.running.append(self._start())
+            except Exception:
+                # The ping went on a connection pooled before an outage, which the broker closed:
+                # the failure drops it, and the next try connects anew.
+                tries -= 1
+                if not tries:
+                    raise
+                time.sleep(1)
+
+
+class Chaos(threading.Thread):
+    """Injects PLAN's faults as the flows progress (`progress()`: the share bought, 0 to 1)."""
+
+    def __init__(self, workers: Workers, progress: Callable[[], float]):
+        super().__init__(name="chaos", daemon=True)
+        self.workers, self.progress = workers, progress
+        self.began = time.monotonic()
+        self.log: list[str] = []
+        self.failures: list[str] = []
+        self.recovery: dict[str, float | None] = {}
+        self.terminations = 0
+        self.bought = threading.Event()  # set once every flow is bought: what is left of PLAN runs at once
+        self._db: psycopg.Connection | None = None
+
+    def note(self, text: str) -> None:
+        self.log.append(f"{time.monotonic() - self.began:6.1f}s {text}")
+
+    def run(self) -> None:
+        try:
+            self._db = harness_connection()
+            for share, fault in PLAN:
+                while self.progress() < share and not self.bought.is_set():
+                    time.sleep(0.2)
+                getattr(self, fault)()
+        except BaseException as exc:  # noqa: BLE001 - pytest.fail too: reported by the test, which fails on it
+            self.failures.append(f"the fault injection itself failed: {type(exc).__name__}: {exc}")
+        finally:
+            if self._db is not None:
+                self._db.close()
+
+    def postgres(self) -> None:
+        killed = backends_terminate(self._db)
+        self.terminations += killed
+        self.note(f"postgres: terminated {killed} backends")
+
+    def worker(self, replace: bool = True) -> None:
+        self.note(f"worker: SIGKILL {self.workers.kill_one()}")
+        if replace:
+            self.workers.top_up()
+            self.note("worker: replacement answers ping")
+
+    def outage(self) -> None:
+        with broker_outage():
+            began = time.monotonic()
+            self.note("rabbitmq: refusing every connection")
+            time.sleep(8)
+            self.postgres()
+            time.sleep(7)
+            self.worker(replace=False)  # its replacement could not reach the broker: after it is back
+            time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - began)))
+        back = self._db.execute("SELECT now()").fetchone()[0]
+        returned = time.monotonic()
+        self.note(f"rabbitmq: back after {returned - began:.0f}s")
+        self.workers.top_up()
+        self.note("worker: replacement answers ping")
+        self._measure_recovery(back, returned)
+
+    def _measure_recovery(self, back, returned: float) -> None:
+        """Seconds from the broker's return until each kind of waiting work was done (None: not
+        within RECOVERY_PATIENCE)."""
+        self.recovery = dict.fromkeys(waiting_since(self._db, back))
+        while time.monotonic() - returned < RECOVERY_PATIENCE:
+            for what, count in waiting_since(self._db, back).items():
+                if count == 0 and self.recovery[what] is None:
+                    self.recovery[what] = round(time.monotonic() - returned, 1)
+            if all(seconds is not None for seconds in self.recovery.values()):
+                break
+            time.sleep(1)
+        self.note(f"recovery: {self.recovery}")
