@@ -209,12 +209,14 @@ def test_a_replay_that_succeeds_on_its_retry_resolves_the_dead_letter(consuming_
     assert redis_client.llen(tries) == 4
 
     dead_letter_replay(dead_letter_id=letter.pk)  # the downstream is still down for the replay...
-    wait_for(lambda: redis_client.llen(tries) == 5, what="the replay's first try")
+    wait_for(lambda: redis_client.llen(tries) == 5, timeout=60, what="the replay's first try")
     redis_client.set("poison:fixed", 1)  # ...and back before its first retry (1 s later)
 
-    wait_for(lambda: redis_client.llen(tries) == 6, what="the replay's retry")
+    # Generous: on a loaded machine (CI shares its cores) the retry's round trip through its
+    # TTL queue has taken over 20 s.
+    wait_for(lambda: redis_client.llen(tries) == 6, timeout=60, what="the replay's retry")
     effect = Effect.objects.filter(event_id=event.event_id, subscriber="poison")
-    wait_for(effect.exists, what="the effect")
+    wait_for(effect.exists, timeout=30, what="the effect")
     wait_for(
         lambda: DeadLetter.objects.filter(pk=letter.pk, resolved_at__isnull=False).exists(),
         timeout=5,
