@@ -55,6 +55,7 @@ class RelayResult:
     batches: int = 0
     failed: bool = False
     more: bool = False  # the time budget ran out with rows still waiting
+    busy: bool = False  # another relay held the lock through every try
 
 
 def _get_publisher() -> ConfirmingPublisher:
@@ -235,6 +236,7 @@ def relay_run(
                 busy += 1
                 time.sleep(RELAY_LOCK_RETRY_SECONDS)
                 continue
+            result.busy = not result.batches
             return result
         except BrokerUnavailable as exc:
             delay = _backoff_record_failure()

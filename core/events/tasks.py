@@ -25,8 +25,16 @@ def relay() -> None:
         cache.delete(KICK_KEY)  # a commit from now on kicks again, so nothing waits for the sweep
     except Exception:  # noqa: BLE001 - no cache: kicks were not de-duplicated either
         logger.warning("cache unavailable; could not clear the relay kick flag")
-    if relay_run().more:
+    result = relay_run()
+    if result.more:
         relay_kick()
+    elif result.busy:
+        # The holder may have taken its last look before this kick's rows committed: look
+        # again in a second rather than leave them to beat's sweep.
+        try:
+            relay.apply_async(countdown=1, retry=False)
+        except Exception:
+            logger.warning("could not kick the event relay again; the beat sweep will deliver", exc_info=True)
 
 
 @shared_task(name="core.events.deliver", acks_late=True, acks_on_failure_or_timeout=True)
