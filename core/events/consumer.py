@@ -362,26 +362,33 @@ class EventsConsumer(bootsteps.ConsumerStep):
             for outcome in outcomes:
                 if outcome[0] == "retry":
                     _, name, attempt, delay = outcome
-                    self.producer.publish(
-                        envelope,
-                        exchange=DEFAULT_EXCHANGE,
-                        # an unsettled first try (attempt 0) waits in retry.1 too
-                        routing_key=retry_queue(group, max(attempt, 1)).name,
-                        headers=_headers(name, attempt, replay, request_id),
-                        expiration=max(delay, 0.001),
-                        serializer="json",
-                        delivery_mode=2,
-                    )
+                    # an unsettled first try (attempt 0) waits in retry.1 too
+                    self._to_retry(group, envelope, _headers(name, attempt, replay, request_id), delay)
                 elif outcome[0] == "dead":
-                    self.producer.publish(
-                        envelope,
-                        exchange=DEAD_LETTER_EXCHANGE,
-                        routing_key=f"{group}.events",
-                        headers={SUBSCRIBER_HEADER: outcome[1]},
-                        serializer="json",
-                        delivery_mode=2,
-                    )
+                    self._to_dead_letter(group, envelope, outcome[1])
         self._ack([message for message, _, _ in batch])
+
+    def _to_retry(self, group: str, envelope: dict[str, Any], headers: dict[str, Any], delay: float) -> None:
+        """To `G.events.retry.<attempt>` (at least 1), back on `G.events` after `delay` seconds."""
+        self.producer.publish(
+            envelope,
+            exchange=DEFAULT_EXCHANGE,
+            routing_key=retry_queue(group, max(headers[ATTEMPT_HEADER], 1)).name,
+            headers=headers,
+            expiration=max(delay, 0.001),
+            serializer="json",
+            delivery_mode=2,
+        )
+
+    def _to_dead_letter(self, group: str, envelope: dict[str, Any], subscriber: str) -> None:
+        self.producer.publish(
+            envelope,
+            exchange=DEAD_LETTER_EXCHANGE,
+            routing_key=f"{group}.events",
+            headers={SUBSCRIBER_HEADER: subscriber},
+            serializer="json",
+            delivery_mode=2,
+        )
 
     def _ack(self, messages: list) -> None:
         """Acknowledge a settled job's messages: with one frame (`multiple`, up to the newest)
@@ -420,15 +427,7 @@ class EventsConsumer(bootsteps.ConsumerStep):
             for name in names:
                 sub = SUBSCRIBERS.get(name)
                 if sub is not None and attempt < sub.max_retries:
-                    self.producer.publish(
-                        envelope,
-                        exchange=DEFAULT_EXCHANGE,
-                        routing_key=retry_queue(group, attempt + 1).name,
-                        headers=_headers(name, attempt + 1, replay, request_id),
-                        expiration=1,
-                        serializer="json",
-                        delivery_mode=2,
-                    )
+                    self._to_retry(group, envelope, _headers(name, attempt + 1, replay, request_id), 1)
                 else:
                     logger.critical(
                         "event killed its pool process on every try; on the dead-letter queue",
@@ -438,12 +437,5 @@ class EventsConsumer(bootsteps.ConsumerStep):
                             "queue": f"{group}.events.dlq",
                         },
                     )
-                    self.producer.publish(
-                        envelope,
-                        exchange=DEAD_LETTER_EXCHANGE,
-                        routing_key=f"{group}.events",
-                        headers={SUBSCRIBER_HEADER: name},
-                        serializer="json",
-                        delivery_mode=2,
-                    )
+                    self._to_dead_letter(group, envelope, name)
             message.ack()
