@@ -46,8 +46,9 @@ def purge_queues() -> None:
     """Empty the task queues and the in-project subscribers' event queues."""
     from core.events import consumer
 
-    celery_app.control.purge()
+    # A connection of its own: the pool's may have been closed by a test's broker outage.
     with celery_app.connection_for_write() as conn:
+        celery_app.control.purge(connection=conn)
         for queue in consumer.topology():
             bound = queue(conn.default_channel)
             bound.declare()

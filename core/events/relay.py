@@ -156,7 +156,7 @@ def relay_batch(*, batch_size: int) -> int:
             return 0
         seqs = [row.seq for row in rows]
         try:
-            _publish_rows(rows)
+            _publish_reconnecting(rows)
         except Exception as exc:  # noqa: BLE001 - any failure: the rows wait, with the error
             _drop_publisher()
             failure = (
@@ -176,6 +176,26 @@ def relay_batch(*, batch_size: int) -> int:
     if failure is not None:
         raise failure
     return len(rows)
+
+
+def _publish_reconnecting(rows: list[OutboxEvent]) -> None:
+    """Publish on the process's connection, or on a new one if the broker closed the old one.
+
+    A connection kept between runs may have been closed by the broker since (a restart, a node
+    failover, an operator closing connections): its first use fails though the broker answers.
+    One fresh connection is tried before the broker is called unavailable and the relay backs
+    off. The rows sent on the dead connection were never confirmed, so they are sent again;
+    consumers are idempotent on the event id.
+    """
+    reused = _publisher is not None
+    try:
+        _publish_rows(rows)
+    except Exception:
+        if not reused:
+            raise
+        logger.info("event relay connection was closed; reconnecting")
+        _drop_publisher()
+        _publish_rows(rows)
 
 
 def _publish_rows(rows: list[OutboxEvent]) -> None:

@@ -27,6 +27,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 
 from core import events
+from core.events import relay
 from core.events.relay import BACKOFF_KEY, _backoff_record_failure, relay_run
 from core.models import OutboxEvent
 from payments import reconciliation
@@ -125,6 +126,24 @@ def test_the_relay_tries_again_within_its_maximum_backoff_however_long_the_broke
 
     assert _backoff_record_failure() == settings.EVENTS_RELAY_MAX_BACKOFF
     assert settings.EVENTS_RELAY_MAX_BACKOFF + settings.EVENTS_SWEEP_SECONDS < RECOVERY_SECONDS
+
+
+def test_a_relay_connection_the_broker_closed_is_opened_again_not_taken_for_an_outage():
+    """After a broker restart the kept connection is dead though the broker answers: the relay
+    publishes on a new one at once instead of backing off until beat's sweep."""
+    with transaction.atomic():
+        events.publish("order.created", {"order_id": "R-1"})
+    assert relay_run(force=True).published == 1
+    assert relay._publisher is not None  # kept for the next run
+
+    rabbitmqctl("close_all_connections", "--vhost", VHOST, "--limit", "1000", "tests: connections closed")
+    with transaction.atomic():
+        event = events.publish("order.created", {"order_id": "R-2"})
+    result = relay_run(force=True)
+
+    assert (result.published, result.failed) == (1, False)
+    assert OutboxEvent.objects.get(event_id=event.event_id).published_at is not None
+    assert not cache.get(BACKOFF_KEY)
 
 
 def test_work_stored_while_the_broker_refused_everything_is_done_within_a_minute_of_its_return(
