@@ -55,6 +55,14 @@ Figures:
     CPU time that was busy; machine_cpu_ms_per_message: all of it per e-mail, whoever used it
     (the machine is shared: other processes' CPU is counted there and nowhere else).
 
+  Idle after: --requests more once the flow is done, so that the run says how far two idle
+    samples differ; `ratio_to_idle_max` is during over the larger of the two idle figures.
+  --isolate (bench/cpusplit.py): the web side (gunicorn, its PostgreSQL backends, named with
+    PGAPPNAME, Redis, the latency client) on CPU 0 and everything else of the run (the
+    worker, RabbitMQ, the other PostgreSQL processes, this process) on CPU 1, as if the
+    workers ran on a host of their own: what is left of the API's loss is what the flow does
+    to it other than taking its CPU.
+
 Checks (a failed one is an error, no figure): exactly N messages received, N distinct
 Message-IDs (no duplicates; a second later still N), N Notification rows, all `sent`, no
 dead letters, every API answer 200. Bounded: hard deadlines cover every stage; the worker,
@@ -97,6 +105,7 @@ if str(REPO) not in sys.path:
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.bench")
 os.environ["DJANGO_READ_DOT_ENV"] = "0"
 
+from bench.cpusplit import WEB_APPLICATION_NAME, CpuSplit  # noqa: E402
 from bench.process import BenchError  # noqa: E402
 
 QUEUES = ("events", "notifications")
@@ -414,7 +423,16 @@ def latency_client_main(port: int, requests: int, interval: float, until_stopped
 class LatencyClient:
     """The client subprocess: started (imports done) ahead, measuring from go() on."""
 
-    def __init__(self, port: int, token: str, requests: int, interval: float, *, until_stopped: bool = False):
+    def __init__(
+        self,
+        port: int,
+        token: str,
+        requests: int,
+        interval: float,
+        *,
+        until_stopped: bool = False,
+        split: CpuSplit | None = None,
+    ):
         command = [sys.executable, __file__, "--latency-client", str(port)]
         command += ["--requests", str(requests), "--api-interval", str(interval)]
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and script
@@ -424,6 +442,9 @@ class LatencyClient:
             text=True,
             env={**os.environ, "BENCH_API_TOKEN": token},
         )
+        if split is not None:  # on the web's CPU before its first request
+            split.web_pids.add(self.proc.pid)
+            split.apply()
 
     def go(self) -> None:
         self.proc.stdin.write("go\n")
@@ -457,8 +478,10 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
     }
 
 
-def measure_latency(port: int, token: str, requests: int, interval: float, timeout: float) -> dict:
-    client = LatencyClient(port, token, requests, interval)
+def measure_latency(
+    port: int, token: str, requests: int, interval: float, timeout: float, split: CpuSplit | None = None
+) -> dict:
+    client = LatencyClient(port, token, requests, interval, split=split)
     try:
         client.go()
         return client.result(timeout)
@@ -466,9 +489,9 @@ def measure_latency(port: int, token: str, requests: int, interval: float, timeo
         client.stop()
 
 
-def warm_up(port: int, token: str, requests: int) -> None:
+def warm_up(port: int, token: str, requests: int, split: CpuSplit | None) -> None:
     """Requests not counted: every gunicorn worker has its connections and code loaded."""
-    result = measure_latency(port, token, requests, 0.0, 120)
+    result = measure_latency(port, token, requests, 0.0, 120, split)
     if set(result["statuses"]) != {"200"}:
         raise BenchError(f"GET {API_PATH} answered {result['statuses']} while warming up")
 
@@ -550,6 +573,9 @@ def run(args: argparse.Namespace, base: float) -> dict:
         env={"TEST_EMAIL_URL": f"smtp://127.0.0.1:{smtp.port}", "TEST_EMAIL_TIMEOUT": EMAIL_TIMEOUT},
     )
     web = Gunicorn(workers=args.web_workers, worker_class="sync", threads=1)
+    split = None
+    if args.isolate:  # the web's connections named (libpq's PGAPPNAME): their backends go to its CPU
+        web.env["PGAPPNAME"] = WEB_APPLICATION_NAME
     during_client = previous_rule = None
     ok = False
     try:
@@ -562,13 +588,16 @@ def run(args: argparse.Namespace, base: float) -> dict:
         if args.nice:  # a notifications worker given a lower CPU priority than the web (docs/operations.md)
             os.setpriority(os.PRIO_PGRP, worker.proc.pid, args.nice)
         web.wait_ready(args.ready_timeout)
-        warm_up(web.port, token, max(40, 10 * args.web_workers))
-        idle = measure_latency(web.port, token, args.requests, args.api_interval, args.timeout)
+        if args.isolate:
+            split = CpuSplit(web_pgid=web.proc.pid, work_pgid=worker.proc.pid)
+            split.start()
+        warm_up(web.port, token, max(40, 10 * args.web_workers), split)
+        idle = measure_latency(web.port, token, args.requests, args.api_interval, args.timeout, split)
         log(f"API idle: {percentiles(idle['latencies_ms'])}")
         if smtp.handler.count():
             raise BenchError(f"{smtp.handler.count()} e-mails before any event was published")
         # Started now, so that its imports are done before its clock starts.
-        during_client = LatencyClient(web.port, token, 1, args.api_interval, until_stopped=True)
+        during_client = LatencyClient(web.port, token, 1, args.api_interval, until_stopped=True, split=split)
         queues.check(1)  # our worker's, and no other
 
         groups = {worker.proc.pid: "worker", web.proc.pid: "gunicorn"}
@@ -582,6 +611,8 @@ def run(args: argparse.Namespace, base: float) -> dict:
         cpu_after = cpu_sample(groups)
         during = during_client.result(args.timeout)
         time.sleep(1.0)  # a duplicate would arrive now
+        # Idle again, flow done: how far two idle samples of the same run differ (the noise).
+        idle_after = measure_latency(web.port, token, args.requests, args.api_interval, args.timeout, split)
         with smtp.handler.lock:
             received = len(smtp.handler.times)
             distinct = len(smtp.handler.message_ids)
@@ -601,6 +632,8 @@ def run(args: argparse.Namespace, base: float) -> dict:
     finally:
         if during_client is not None:
             during_client.stop()
+        if split is not None:
+            split.stop()
         worker.stop()
         web.stop()
         smtp.stop()
@@ -628,7 +661,7 @@ def run(args: argparse.Namespace, base: float) -> dict:
         problems.append(f"Notification rows by status: {statuses}")
     if dead:
         problems.append(f"{dead} dead letters")
-    for label, result in (("idle", idle), ("during", during)):
+    for label, result in (("idle", idle), ("during", during), ("idle after", idle_after)):
         if set(result["statuses"]) != {"200"}:
             problems.append(f"GET {API_PATH} {label}: {result['statuses']}")
     if problems:
@@ -646,12 +679,14 @@ def run(args: argparse.Namespace, base: float) -> dict:
     if len(flowing) < 2:
         raise BenchError(f"only {len(flowing)} API requests while the e-mails flowed: too few for a figure")
     idle_p, during_p = percentiles(idle["latencies_ms"]), percentiles(flowing)
+    after_p = percentiles(idle_after["latencies_ms"])
     window = (during["started"] - t0_wall, seconds)
     cpu = cpu_used(cpu_before, cpu_after)
     return {
         "bench": "notifications",
         "events": n,
         "concurrency": args.concurrency,
+        "isolated": bool(args.isolate),
         "baseline_drain_per_s": base,
         "messages_per_s": round(n / seconds, 1),
         "ratio": round(n / seconds / base, 4),
@@ -673,11 +708,21 @@ def run(args: argparse.Namespace, base: float) -> dict:
             "interval_s": args.api_interval,
             "idle": idle_p,
             "during": during_p,
+            "idle_after": after_p,
             "during_requests": len(flowing),
             "during_window_s": [round(window[0], 2), round(window[1], 2)],
             "messages_during": sum(1 for t in arrivals if t0 + window[0] <= t <= t0 + window[1]),
             "ratio": {
                 k.removesuffix("_ms"): round(during_p[k] / idle_p[k], 2)
+                for k in ("p50_ms", "p95_ms", "p99_ms")
+            },
+            # During against the larger of the two idle samples: what the noise leaves over.
+            "ratio_to_idle_max": {
+                k.removesuffix("_ms"): round(during_p[k] / max(idle_p[k], after_p[k]), 2)
+                for k in ("p50_ms", "p95_ms", "p99_ms")
+            },
+            "idle_after_ratio": {
+                k.removesuffix("_ms"): round(after_p[k] / idle_p[k], 2)
                 for k in ("p50_ms", "p95_ms", "p99_ms")
             },
         },
@@ -710,6 +755,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-commit", type=int, default=500, help="events per transaction (500)")
     parser.add_argument(
         "--nice", type=int, default=0, help="the worker's CPU niceness (0: as the Procfile runs it; e.g. 10)"
+    )
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="the web (gunicorn, its PostgreSQL backends, Redis, the API client) on CPU 0, the rest on CPU 1",
     )
     parser.add_argument(
         "--web-workers", type=int, default=4, help="gunicorn sync workers (4, as the Procfile)"
@@ -761,8 +811,9 @@ def main(argv: list[str] | None = None) -> int:
     log(
         f"API GET {API_PATH} p50/p95/p99 ms: idle {api['idle']['p50_ms']}/{api['idle']['p95_ms']}/"
         f"{api['idle']['p99_ms']}, during {api['during']['p50_ms']}/{api['during']['p95_ms']}/"
-        f"{api['during']['p99_ms']} (x{api['ratio']['p50']}/x{api['ratio']['p95']}/x{api['ratio']['p99']}); "
-        f"CPU ms per e-mail: " + ", ".join(f"{k} {v}" for k, v in result["cpu_ms_per_message"].items())
+        f"{api['during']['p99_ms']} (x{api['ratio']['p50']}/x{api['ratio']['p95']}/x{api['ratio']['p99']}), "
+        f"idle after " + "/".join(str(api["idle_after"][k]) for k in ("p50_ms", "p95_ms", "p99_ms")) + "; "
+        "CPU ms per e-mail: " + ", ".join(f"{k} {v}" for k, v in result["cpu_ms_per_message"].items())
     )
     print(json.dumps(result))
     return 0
