@@ -10,6 +10,8 @@
   open connections closed), then takes it back; what waited must be done within a minute.
 """
 
+import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from psycopg import sql
 from core.models import OutboxEvent
 from core.queues import QUEUE_NAMES
 from payments.models import Payment, SandboxCharge, WebhookEvent
-from tests.events.test_broker_recovery import broker_outage
+from tests.events.test_broker_recovery import VHOST, broker_outage
 
 HARNESS = "chaos-harness"  # application_name of the connections the faults spare
 OUTAGE_SECONDS = 30
@@ -91,6 +93,25 @@ WAITING = {
         Payment,
     ),
 }
+
+
+def queue_depths() -> list[tuple[str, int, int, int]]:
+    """(queue, ready, unacknowledged, consumers) of the queues holding messages on the test vhost."""
+    done = subprocess.run(  # noqa: S603
+        [  # noqa: S607 - rabbitmqctl on this machine's PATH
+            "rabbitmqctl", "list_queues", "-p", VHOST, "name", "messages_ready",
+            "messages_unacknowledged", "consumers", "--formatter", "json", "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    queues = json.loads(done.stdout or "[]")
+    return [
+        (q["name"], q["messages_ready"], q["messages_unacknowledged"], q["consumers"])
+        for q in queues
+        if q["messages_ready"] or q["messages_unacknowledged"]
+    ]
 
 
 def waiting_since(db: psycopg.Connection, moment) -> dict[str, int]:
@@ -193,11 +214,44 @@ class Chaos(threading.Thread):
         """Seconds from the broker's return until each kind of waiting work was done (None: not
         within RECOVERY_PATIENCE)."""
         self.recovery = dict.fromkeys(waiting_since(self._db, back))
+        series, next_sample = [], returned
         while time.monotonic() - returned < RECOVERY_PATIENCE:
-            for what, count in waiting_since(self._db, back).items():
+            waiting = waiting_since(self._db, back)
+            if time.monotonic() >= next_sample:  # how it drained: (s after the return, counts)
+                series.append((round(time.monotonic() - returned), *waiting.values()))
+                next_sample += 5
+            for what, count in waiting.items():
                 if count == 0 and self.recovery[what] is None:
                     self.recovery[what] = round(time.monotonic() - returned, 1)
             if all(seconds is not None for seconds in self.recovery.values()):
                 break
             time.sleep(1)
         self.note(f"recovery: {self.recovery}")
+        self.note(f"  waiting every 5 s after the return (s, {', '.join(WAITING)}): {series}")
+        if None in self.recovery.values():
+            for line in self._late(back):
+                self.note(f"  late: {line}")
+
+    def _late(self, back) -> list[str]:
+        """Where the work the broker's return left still waits: a few of the payments paid at the
+        gateway and not here, with their webhooks, and the queues holding messages."""
+        payment, charge, webhook = (
+            sql.Identifier(m._meta.db_table) for m in (Payment, SandboxCharge, WebhookEvent)
+        )
+        rows = self._db.execute(
+            sql.SQL(
+                "SELECT p.gateway_reference, p.status, now() - p.updated_at,"
+                " (SELECT json_agg(json_build_object('claimed', w.claimed_status, 'checks', w.checks,"
+                "  'received_s_ago', extract(epoch FROM now() - w.received_at)::int,"
+                "  'dispatched_s_ago', extract(epoch FROM now() - w.dispatched_at)::int,"
+                "  'processed_s_ago', extract(epoch FROM now() - w.processed_at)::int,"
+                "  'error', left(w.error, 120)))"
+                "  FROM {} w WHERE w.reference = p.gateway_reference)"
+                " FROM {} c JOIN {} p ON p.gateway = 'sandbox' AND p.gateway_reference = c.reference"
+                " WHERE c.status = 'succeeded' AND c.updated_at < %s AND p.status <> 'succeeded' LIMIT 5"
+            ).format(webhook, charge, payment),
+            [back],
+        ).fetchall()
+        return [
+            f"{ref} {status} (updated {age} ago) webhooks {hooks}" for ref, status, age, hooks in rows
+        ] + [f"queues: {queue_depths()}"]

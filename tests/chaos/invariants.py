@@ -391,3 +391,64 @@ def dead_lettered(before: dict[str, int]) -> tuple[list[str], list[str]]:
             else:
                 problems.append(f"{n} messages of {task} on {queue}: failed for good")
     return sorted(known), problems
+
+
+def stragglers(shop: Shop) -> list[str]:
+    """What an unsettled run still waits for, to say where it waits: the items not yet in their
+    final state, with their payment and its webhooks (dispatched? checked? error?), and every
+    queue's depth."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    lines = [f"straggling: {p}" for p in items_final(shop)]
+    references = [f.reference for f in shop.flows if f.reference]
+    paid = set(
+        Payment.objects.filter(
+            gateway="sandbox", gateway_reference__in=references, status="succeeded"
+        ).values_list("gateway_reference", flat=True)
+    )
+    unpaid = [r for r in references if r not in paid]
+    for reference in unpaid[:SHOWN]:
+        payment = (
+            Payment.objects.filter(gateway="sandbox", gateway_reference=reference)
+            .values("status", "last_error", "updated_at")
+            .first()
+        )
+        charge = SandboxCharge.objects.filter(reference=reference).values_list("status", flat=True).first()
+        lines.append(f"payment {reference}: {payment}; at the gateway: {charge}")
+        for hook in WebhookEvent.objects.filter(reference=reference).values(
+            "event_id", "claimed_status", "received_at", "dispatched_at", "processed_at", "checks", "error"
+        ):
+            ages = {
+                k: round((now - hook[k]).total_seconds(), 1) if hook[k] else None
+                for k in ("received_at", "dispatched_at", "processed_at")
+            }
+            lines.append(
+                f"  webhook {hook['event_id']} ({hook['claimed_status']}) s ago: {ages}, "
+                f"checks {hook['checks']}, error {hook['error'][:200]!r}"
+            )
+    lines.append(f"payments not succeeded: {len(unpaid)}")
+    waiting = WebhookEvent.objects.filter(signature_valid=True, processed_at__isnull=True)
+    lines.append(
+        f"webhooks unprocessed: {waiting.count()} "
+        f"(never dispatched: {waiting.filter(dispatched_at__isnull=True).count()})"
+    )
+    lines.append(f"events unpublished: {OutboxEvent.objects.filter(published_at__isnull=True).count()}")
+    url = urlsplit(settings.CELERY_BROKER_URL)
+    if shutil.which("rabbitmqctl"):
+        listing = subprocess.run(  # noqa: S603
+            [  # noqa: S607 - rabbitmqctl on this machine's PATH
+                "rabbitmqctl", "list_queues", "-p", unquote(url.path[1:]) or "/",
+                "name", "messages_ready", "messages_unacknowledged", "consumers", "--formatter", "json", "-q",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        busy = [
+            q
+            for q in json.loads(listing.stdout or "[]")
+            if q["messages_ready"] or q["messages_unacknowledged"]
+        ]
+        lines.append(f"queues with messages: {busy}")
+    return lines

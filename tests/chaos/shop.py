@@ -152,19 +152,23 @@ class Shop:
         return [f for f in self.flows if f.kind == kind]
 
     # --- buying ---------------------------------------------------------------------------
-    def run(self, base_url: str, gateway, *, customers: int) -> None:
-        """Buy every flow, `customers` at a time; each pays at the gateway once it is checked out."""
-        todo = iter(self.flows)
+    def run(self, base_url: str, gateway, *, customers: int, rate: float) -> None:
+        """Buy every flow, `customers` at a time, starting at most `rate` flows a second; each pays
+        at the gateway once it is checked out."""
+        todo = iter(enumerate(self.flows))
         take = threading.Lock()
+        began = time.monotonic()
 
         def customer() -> None:
             try:
                 with requests.Session() as http:
                     while True:
                         with take:
-                            flow = next(todo, None)
+                            nth, flow = next(todo, (0, None))
                         if flow is None:
                             return
+                        # The n-th flow starts no earlier than n / rate seconds in: a steady load.
+                        time.sleep(max(0.0, began + nth / rate - time.monotonic()))
                         self._buy(Api(base_url, flow, http), flow, gateway)
                         with self._lock:
                             self.done += 1
