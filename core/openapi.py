@@ -10,6 +10,7 @@ that follow from what the operation is:
 | 403 | staff only (or another permission), or an unsafe method with session authentication (CSRF) |
 | 404 | its path names something (`{number}`, `{booking_id}`...) |
 | 413, 415 | it takes a body: too large, or not JSON/form data |
+| 409, 422 | it takes an Idempotency-Key: its first request still runs, or it came with other parameters |
 | 429 | it is rate limited |
 | 503 | its rate limit fails closed (`throttle_scope`, e.g. logins) |
 
@@ -22,6 +23,8 @@ from drf_spectacular import openapi
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers
 from rest_framework.authentication import SessionAuthentication
+
+from core.idempotency import HEADER as IDEMPOTENCY_HEADER
 
 ERROR_DESCRIPTIONS = {
     "400": "Invalid input (body, query parameter or header): `extra.fields` names each.",
@@ -79,6 +82,10 @@ class AutoSchema(openapi.AutoSchema):
             codes |= {"413", "415"}
         if "path" in locations:
             codes.add("404")
+        if any(
+            p["in"] == "header" and p["name"] == IDEMPOTENCY_HEADER for p in operation.get("parameters", [])
+        ):
+            codes |= {"409", "422"}  # request_in_progress, idempotency_key_reused (core/idempotency.py)
         authenticators = view.get_authenticators()
         if authenticators:
             codes.add("401")
