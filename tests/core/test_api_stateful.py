@@ -70,7 +70,11 @@ def test_call_sequences_that_chain_created_ids_answer_as_the_schema_says(caller,
             stateful_step_count=STEPS,
             deadline=None,
             suppress_health_check=list(HealthCheck),
-            derandomize=True,
+            # CI's short run is the same every time. A long run explores at random: hypothesis
+            # replays a failing sequence to report it, and with the database's state carried
+            # over only an undecided seed gets a report rather than FlakyStrategyDefinition.
+            derandomize="TEST_FUZZ_STATEFUL_EXAMPLES" not in os.environ,
+            database=None,
             # The database keeps what earlier sequences made, so a failing sequence does not
             # replay alike: report it as found rather than shrink it.
             phases=[Phase.explicit, Phase.generate],
