@@ -24,6 +24,7 @@ from notifications.rules import RULES
 from orders.models import Order, OrderLine, Variant
 from payments.models import Payment, PaymentAllocation, PaymentLedgerEntry, SandboxCharge, WebhookEvent
 from subscriptions.models import Invoice, Toybox
+from tests.chaos.faults import queue_depths
 from tests.chaos.shop import STOCK, Shop
 
 SHOWN = 5  # examples per problem
@@ -434,21 +435,5 @@ def stragglers(shop: Shop) -> list[str]:
         f"(never dispatched: {waiting.filter(dispatched_at__isnull=True).count()})"
     )
     lines.append(f"events unpublished: {OutboxEvent.objects.filter(published_at__isnull=True).count()}")
-    url = urlsplit(settings.CELERY_BROKER_URL)
-    if shutil.which("rabbitmqctl"):
-        listing = subprocess.run(  # noqa: S603
-            [  # noqa: S607 - rabbitmqctl on this machine's PATH
-                "rabbitmqctl", "list_queues", "-p", unquote(url.path[1:]) or "/",
-                "name", "messages_ready", "messages_unacknowledged", "consumers", "--formatter", "json", "-q",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )  # fmt: skip
-        busy = [
-            q
-            for q in json.loads(listing.stdout or "[]")
-            if q["messages_ready"] or q["messages_unacknowledged"]
-        ]
-        lines.append(f"queues with messages: {busy}")
+    lines.append(f"queues with messages (ready, unacknowledged, consumers): {queue_depths()}")
     return lines
