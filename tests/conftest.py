@@ -159,20 +159,43 @@ def finished_tasks():
     task_postrun.disconnect(record)
 
 
+class Deliveries(list):
+    """(event id, subscriber, attempt, outcome) of the runs recorded so far. A job's effects
+    commit before its runs are recorded, so reading waits (up to 10 s) until no job is between
+    the two: a test that saw an effect then reads its run."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+        self.in_flight = 0
+
+    def __iter__(self):
+        deadline = time.monotonic() + 10
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return super().__iter__()
+
+
 @pytest.fixture
 def deliveries(monkeypatch):
     """(event id, subscriber, attempt, outcome) of every run the in-process worker's pool made
     of an event (core/events/consumer.py)."""
     from core.events import consumer
 
-    seen: list[tuple[str, str, int, str]] = []
+    seen = Deliveries()
     run = consumer.run_deliveries
 
     def recording(batch):
-        results = run(batch)
-        for (envelope, names, attempt, *_), outcomes in zip(batch, results, strict=True):
-            seen.extend((envelope["id"], n, attempt, o[0]) for n, o in zip(names, outcomes, strict=True))
-        return results
+        with seen.lock:
+            seen.in_flight += 1
+        try:
+            results = run(batch)
+            for (envelope, names, attempt, *_), outcomes in zip(batch, results, strict=True):
+                seen.extend((envelope["id"], n, attempt, o[0]) for n, o in zip(names, outcomes, strict=True))
+            return results
+        finally:
+            with seen.lock:
+                seen.in_flight -= 1
 
     monkeypatch.setattr(consumer, "run_deliveries", recording)
     return seen
