@@ -38,6 +38,11 @@ def _examples(items) -> str:
     return ", ".join(map(str, items[:SHOWN])) + more
 
 
+def _counted(*kinds: tuple[str, list]) -> list[str]:
+    """A problem line per kind of wrong thing found: how many, and a few of them."""
+    return [f"{len(bad)} {what}: {_examples(bad)}" for what, bad in kinds if bad]
+
+
 def customer_channels(rule: str) -> set[str]:
     """The channels a customer hears on for `rule` here: its channels that are configured."""
     return {name for name in RULES[rule].channels if CHANNELS[name].configured()}
@@ -103,9 +108,7 @@ def items_final(shop: Shop) -> list[str]:
         for number, status, public_id, sub, box in invoices
         if (status, sub, box, boxes[public_id]) != ("paid", "active", "ready", 1)
     ]
-    for what, bad in (("orders not paid", unpaid), ("bookings not confirmed", unconfirmed)):
-        if bad:
-            problems.append(f"{len(bad)} {what}: {_examples(bad)}")
+    problems += _counted(("orders not paid", unpaid), ("bookings not confirmed", unconfirmed))
     if bad_invoices:
         problems.append(
             f"{len(bad_invoices)} paid invoices without one ready toybox: {_examples(bad_invoices)}"
@@ -256,14 +259,11 @@ def ledgers(shop: Shop) -> list[str]:
         .filter(n__gt=1)
         .values_list("purpose", "purpose_id")
     )
-    for what, bad in (
+    return problems + _counted(
         ("payments whose allocations do not sum to them", unbalanced),
         ("allocations not accepted", refused),
         ("items paid twice", twice),
-    ):
-        if bad:
-            problems.append(f"{len(bad)} {what}: {_examples(bad)}")
-    return problems
+    )
 
 
 def stock_sold_once(shop: Shop) -> list[str]:
@@ -305,15 +305,12 @@ def webhooks_processed(event_ids: set[str]) -> list[str]:
     unprocessed = [e for e, processed_at, _ in stored if processed_at is None]
     errors = [f"{e}: {error}" for e, processed_at, error in stored if processed_at and error]
     refused = list(WebhookEvent.objects.filter(signature_valid=False).values_list("error", flat=True))
-    for what, bad in (
+    return problems + _counted(
         ("webhooks taken but not stored", missing),
         ("webhooks never processed", unprocessed),
         ("webhooks processed with an error", errors),
         ("webhooks refused", refused),
-    ):
-        if bad:
-            problems.append(f"{len(bad)} {what}: {_examples(bad)}")
-    return problems
+    )
 
 
 def dead_letter_queue_depths() -> dict[str, int]:
