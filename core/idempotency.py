@@ -11,20 +11,23 @@ a 5xx is not, so a retry runs `handler` again on the same resource.
 
 While `handler` runs, the record is locked for IDEMPOTENCY_LOCK_SECONDS: a second request
 with the key gets 409 `request_in_progress` (with `Retry-After`) instead of running it a
-second time. The lock ends when the first request answers; if its process died, it lapses.
+second time. The lock ends when the first request answers, or fails: a handler that failed
+because the database connection died releases it on a new connection. If its process died, or
+the database is unreachable, it lapses.
 Records are deleted IDEMPOTENCY_RETENTION_HOURS after they were created
 (`idempotency_records_prune`, run hourly by beat): a key is remembered that long.
 """
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.response import Response
 
@@ -38,6 +41,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 DEPRECATED_REPLAYED_HEADER = "Idempotent-Replay"
 RETRY_AFTER_SECONDS = 1
 PRUNE_BATCH = 5000
+logger = logging.getLogger(__name__)
 
 
 class RequestInProgress(ApplicationError):
@@ -115,7 +119,7 @@ def idempotent(
     except ApplicationError as exc:  # a refusal is an answer too: the retry gets the same one
         response = Response(exc.body, status=exc.status_code)
     except BaseException:
-        unanswered.update(locked_until=None)  # a retry may run it again at once
+        _release(unanswered)  # a retry may run it again at once
         raise
     if response.status_code < 500:
         unanswered.update(
@@ -124,6 +128,25 @@ def idempotent(
     else:
         unanswered.update(locked_until=None)
     return response
+
+
+def _release(unanswered) -> None:
+    """Unlock a record whose handler failed. The failure may be the database connection itself
+    (the server terminated it, a network cut): the release is then tried once on a new one.
+    Whatever happens here, the handler's own error is what the caller sees; a release that
+    still fails leaves the lock to lapse after IDEMPOTENCY_LOCK_SECONDS."""
+    try:
+        unanswered.update(locked_until=None)
+        return
+    except DatabaseError as exc:
+        if connection.in_atomic_block:  # the caller's transaction: not ours to replace
+            logger.warning("idempotency lock left to lapse: %s", exc)
+            return
+    connection.close()
+    try:
+        unanswered.update(locked_until=None)
+    except DatabaseError as exc:
+        logger.warning("idempotency lock left to lapse: %s", exc)
 
 
 def idempotency_records_prune(*, now: datetime | None = None) -> int:

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test import override_settings
 from django.utils import timezone
 from rest_framework.response import Response
@@ -176,6 +176,32 @@ def test_a_5xx_or_a_crash_releases_the_key_so_that_a_retry_runs_again():
     assert done.status_code == 201
     assert (probe.prepared, probe.handled) == (1, 3)
     assert IdempotencyRecord.objects.get(key="k1").locked_until is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_handler_whose_database_connection_died_releases_the_key_on_a_new_one():
+    """The server terminates the request's connection while its handler runs (a failover, an
+    administrator): the handler's error reaches the caller, and the key is not left locked for
+    IDEMPOTENCY_LOCK_SECONDS: the retry runs at once."""
+    user = UserFactory()
+
+    class CutOff(Probe):
+        def handle(self, record) -> Response:
+            if self.handled == 0:
+                self.handled += 1
+                with connection.cursor() as cursor:  # raises OperationalError: the server closed it
+                    cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            return super().handle(record)
+
+    probe = CutOff()
+    with pytest.raises(OperationalError):
+        probe.post(user, "cut")
+    retried = probe.post(user, "cut")
+
+    assert retried.status_code == 201, retried.data  # not 409 request_in_progress
+    assert (probe.prepared, probe.handled) == (1, 2)
+    record = IdempotencyRecord.objects.get(key="cut")
+    assert (record.response_status, record.locked_until) == (201, None)
 
 
 def _record(user, key: str, *, age: timedelta, locked: bool = False) -> IdempotencyRecord:
