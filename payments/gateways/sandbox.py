@@ -215,4 +215,5 @@ class SandboxGateway(PaymentGateway):
                 raw=payload,
             )
         except (ValueError, KeyError, TypeError, ArithmeticError) as exc:  # Decimal("x"): InvalidOperation
-            raise WebhookAuthError(f"signed but malformed sandbox webhook: {exc!r:.200}") from exc
+            message = f"signed but malformed sandbox webhook: {exc!r:.200}"
+            raise GatewayError(message, transient=False) from exc

@@ -167,7 +167,7 @@ class SberPayGateway(PaymentGateway):
         ):
             raise WebhookAuthError("sberpay: callback checksum missing or wrong")
         if not params.get("mdOrder") or not params.get("operation"):
-            raise WebhookAuthError("sberpay: signed callback without mdOrder or operation")
+            raise GatewayError("sberpay: signed callback without mdOrder or operation", transient=False)
         operation, succeeded = params["operation"], params.get("status") == "1"
         if succeeded or operation == "declinedByTimeout":
             hint = CALLBACK_OPERATIONS.get(operation)

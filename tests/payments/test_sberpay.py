@@ -13,7 +13,7 @@ from payments.gateways.base import (
     WebhookAuthError,
     WebhookNotice,
 )
-from payments.gateways.sberpay import PRODUCTION_URL, TEST_URL, SberPayGateway
+from payments.gateways.sberpay import PRODUCTION_URL, TEST_URL, SberPayGateway, callback_checksum
 from tests.payments.fakes.sberpay import FakeSberPay
 
 
@@ -230,6 +230,17 @@ def test_webhook_without_checksum_is_refused(fake):
 
     with pytest.raises(WebhookAuthError):
         gateway.parse_webhook(headers={}, body=unsigned)
+
+
+def test_a_signed_callback_that_names_no_order_is_malformed_not_forged(fake):
+    """Signed with the right key but without mdOrder: GatewayError (the endpoint's
+    `malformed_webhook`), not WebhookAuthError (`bad_signature`)."""
+    params = {"operation": "deposited", "status": "1"}
+    body = urlencode({**params, "checksum": callback_checksum(params, fake.callback_token)}).encode()
+
+    with pytest.raises(GatewayError, match="without mdOrder") as refused:
+        make_gateway(fake).parse_webhook(headers={}, body=body)
+    assert refused.value.transient is False
 
 
 def test_webhook_is_refused_when_no_callback_token_is_configured(fake):
