@@ -47,8 +47,10 @@ Figures:
     `confirmed`; the first Invoice.paid_at, which activates the subscription in the same
     transaction). p50 / p90 / p99 (target p99 < 2 s).
   RSS: the process groups of gunicorn, the worker and beat (VmRSS from /proc, summed over
-    each group: master and children), after the warm-up flows and at the end; growth in %
-    (target < 10 % over 50,000 flows: `--flows 50000`, documented, a long run).
+    each group: master and children), after the warm-up flows, after each max-rate batch and
+    at the end; growth in % from the warm-up and from the first batch's end, when every
+    process has served every kind of flow (target < 10 % over 50,000 flows: `--flows 50000`,
+    documented, a long run).
   --plot [PATH]: throughput and p99 latency against offered load, --steps fractions of the
     max rate, --step-flows flows each, drawn with matplotlib (docs/img/pipeline.png).
 Context, measured first in the same invocation: the Celery no-op baseline
@@ -69,10 +71,8 @@ import argparse
 import contextlib
 import io
 import json
-import logging
 import os
 import signal
-import statistics
 import sys
 import time
 import uuid
@@ -88,6 +88,7 @@ os.environ["DJANGO_READ_DOT_ENV"] = "0"
 
 from bench import pipeline_data as data  # noqa: E402
 from bench.pipeline_load import ClientError, buyer_main, run_clients, sender_main  # noqa: E402
+from bench.pipeline_report import plot, summarize  # noqa: E402
 from bench.process import BackgroundProcess, BenchError  # noqa: E402
 
 PROCFILE_QUEUES = ("default", "payments", "orders", "bookings", "subscriptions", "notifications", "events")
@@ -413,9 +414,10 @@ def measure(args: argparse.Namespace, servers: Servers, queues: Queues, catalogu
         runner.batch("warm", args.warmup)
     rss_start = servers.rss()
     log(f"RSS after the warm-up, MB: {rss_start}")
-    batches = []
+    batches, rss_series = [], [{"flows": 0, **rss_start}]
     for k, first in enumerate(range(0, args.flows, args.chunk)):
         batches.append(runner.batch(f"max{k}", min(args.chunk, args.flows - first)))
+        rss_series.append({"flows": runner.next_index - args.warmup, **servers.rss()})
     flows_per_s = args.flows / sum(b["seconds"] for b in batches)
     half = runner.batch("half", args.half_flows, rate=flows_per_s / 2)
     steps = []
@@ -427,111 +429,9 @@ def measure(args: argparse.Namespace, servers: Servers, queues: Queues, catalogu
     log(f"RSS at the end, MB: {rss_end}")
     return {
         "flows_per_s": flows_per_s, "batches": batches, "half": half, "steps": steps,
-        "rss_start": rss_start, "rss_end": rss_end,
+        "rss_start": rss_start, "rss_end": rss_end, "rss_series": rss_series,
         "flows_total": runner.next_index, "dead_letters_new": data.dead_letters() - runner.dead_at_start,
     }  # fmt: skip
-
-
-def summarize(args: argparse.Namespace, baseline: dict, peer: dict, result: dict) -> dict:
-    base = baseline["drain_per_s"]
-    flows_per_s = result["flows_per_s"]
-    half = result["half"]
-    rss_growth = {
-        name: round(100 * (result["rss_end"][name] - start) / start, 1) if start else None
-        for name, start in result["rss_start"].items()
-    }
-    batches = result["batches"]
-    return {
-        "bench": "pipeline",
-        "flows": args.flows,
-        "mix": args.mix,
-        "chunk": args.chunk,
-        "clients": args.clients,
-        "worker_concurrency": args.concurrency,
-        "web_workers": args.web_workers,
-        "baseline_drain_per_s": base,
-        "flows_per_s": round(flows_per_s, 2),
-        "ratio": round(flows_per_s / base, 4),
-        "target_ratio": 0.2,
-        "half": {
-            "flows": args.half_flows,
-            "offered_per_s": half["offered_per_s"],
-            "flows_per_s": half["flows_per_s"],
-            "latency": half["latency"],
-            "latency_by_kind": half["latency_by_kind"],
-            "target_p99_ms": 2000,
-        },
-        "max_latency": _merged_latency(batches),
-        "buy_flows_per_s": round(
-            sum(b["flows"] for b in batches) / sum(b["buy"]["seconds"] for b in batches), 1
-        ),
-        "rss_mb": {"start": result["rss_start"], "end": result["rss_end"], "growth_pct": rss_growth},
-        "rss_flows": result["flows_total"] - args.warmup,
-        "target_rss_growth_pct": 10,
-        "peer": {
-            "events": peer["events"],
-            "project_live_per_s": peer["project"]["live_per_s"],
-            "peer_live_per_s": peer["peer"]["live_per_s"],
-            "project_drain_per_s": peer["project"]["drain_per_s"],
-            "peer_drain_per_s": peer["peer"]["drain_per_s"],
-            "flows_vs_peer_live": round(flows_per_s / peer["peer"]["live_per_s"], 4),
-        },
-        "batches": [
-            {k: b[k] for k in ("label", "flows", "seconds", "flows_per_s", "post_seconds")} for b in batches
-        ],
-        "steps": [
-            {
-                "fraction": s["fraction"],
-                "offered_per_s": s["offered_per_s"],
-                "flows_per_s": s["flows_per_s"],
-                "p99_ms": s["latency"]["p99_ms"],
-                "p50_ms": s["latency"]["p50_ms"],
-            }
-            for s in result["steps"]
-        ],
-        "step_flows": args.step_flows,
-        "dead_letters_new": result["dead_letters_new"],
-        "baseline": {k: baseline[k] for k in ("tasks", "drain_per_s", "rabbitmq", "celery")},
-    }
-
-
-def _merged_latency(batches: list[dict]) -> dict:
-    """The max-rate batches' latency summaries: the median of each percentile across batches."""
-    keys = batches[0]["latency"].keys()
-    return {k: round(statistics.median(b["latency"][k] for b in batches), 1) for k in keys}
-
-
-def plot(summary: dict, path: Path) -> None:
-    """Throughput and p99 latency against offered load (a line per figure, the targets dashed)."""
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font cache note, on stdout
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = sorted(summary["steps"], key=lambda s: s["offered_per_s"])
-    offered = [s["offered_per_s"] for s in steps]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
-    left.plot(offered, [s["flows_per_s"] for s in steps], "o-", label="achieved")
-    left.plot(offered, offered, ":", color="grey", label="offered")
-    left.axhline(summary["flows_per_s"], linestyle="--", color="tab:red", label="max (closed loop)")
-    left.set(xlabel="offered flows/s", ylabel="paid flows/s", title="Throughput")
-    left.legend()
-    right.plot(offered, [s["p99_ms"] / 1000 for s in steps], "o-", label="p99")
-    right.plot(offered, [s["p50_ms"] / 1000 for s in steps], "s-", label="p50")
-    right.axhline(2.0, linestyle="--", color="tab:red", label="target p99 2 s")
-    right.set(xlabel="offered flows/s", ylabel="webhook -> confirmed, s", title="Latency")
-    right.legend()
-    fig.suptitle(
-        f"bench/pipeline.py: max from {summary['flows']} flows ({summary['mix']}), "
-        f"{summary['step_flows']} flows per step; baseline "
-        f"{summary['baseline_drain_per_s']:,.0f} no-op tasks/s"
-    )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    log(f"plot written to {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -599,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
         f"baseline ({summary['baseline_drain_per_s']:,.0f}/s; target 0.2); at half that "
         f"({half['offered_per_s']}/s) webhook -> confirmed p50 {half['latency']['p50_ms']:.0f} ms, "
         f"p99 {half['latency']['p99_ms']:.0f} ms (target 2000); RSS growth % {rss['growth_pct']} over "
-        f"{summary['rss_flows']} flows; events peer live {summary['peer']['peer_live_per_s']:,.0f}/s"
+        f"{summary['rss_flows']} flows after the warm-up, {rss['growth_after_first_batch_pct']} over the "
+        f"{summary['rss_flows_after_first_batch']} after the first batch; events peer live "
+        f"{summary['peer']['peer_live_per_s']:,.0f}/s"
     )
     print(json.dumps(summary))
     return 0
