@@ -2,7 +2,7 @@
 
 Every cached catalogue answer is stored with the catalogue's generation, a counter in the
 cache; an answer of an older generation is a miss. `catalogue_changed()` is called in the
-transaction of every change to a category, product, variant or stock level: it publishes
+transaction of every change to a category, product, variant or saleable stock: it publishes
 `product.updated` and, once the change has committed, bumps the generation, so the next read
 misses and sees the change. The
 `product.updated` subscriber bumps it again: if the cache was down at the commit, its retries

@@ -33,7 +33,11 @@ def _locked(quantities: dict[int, int]) -> list[Variant]:
 
 
 def _apply(variants: list[Variant], quantities: dict[int, int], *, reserved: int, on_hand: int) -> None:
-    """Add reserved * q and on_hand * q to each (locked) variant; publish what the move changed."""
+    """Add reserved * q and on_hand * q to each (locked) variant; publish what the move changed.
+
+    The catalogue shows what can be sold (on hand minus reserved): a sale takes both down by
+    the same amount, shows nothing new, and neither publishes `product.updated` nor empties
+    the catalogue cache."""
     now = timezone.now()
     before = {variant.pk: variant.stock_available for variant in variants}
     for variant in variants:
@@ -45,7 +49,9 @@ def _apply(variants: list[Variant], quantities: dict[int, int], *, reserved: int
     Variant.objects.bulk_update(variants, ["stock_reserved", "stock_on_hand", "updated_at"])
     for variant in variants:
         stock_low_check(variant, available_before=before[variant.pk])
-    catalogue_changed(product_ids={v.product_id for v in variants}, reason="stock")
+    shown = {v.product_id for v in variants if v.stock_available != before[v.pk]}
+    if shown:
+        catalogue_changed(product_ids=shown, reason="stock")
 
 
 def stock_low_check(variant: Variant, *, available_before: int) -> None:

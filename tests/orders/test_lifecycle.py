@@ -5,11 +5,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from core.errors import BusinessRuleViolation, TransitionNotAllowed
 from core.models import OutboxEvent
 from orders import services
+from orders.catalogue import GENERATION_KEY
 from orders.models import Order, Variant
 from orders.transitions import ORDER
 from payments import services as payments
@@ -219,11 +221,29 @@ def test_stock_low_is_published_once_when_crossing_the_threshold(client, variant
     }
 
 
-def test_every_stock_move_says_product_updated(client, variant):
-    order = order_of(checkout(client, (variant.pk, 1)))
-    services.order_cancel(order_id=order.pk, actor="customer")
-    updates = OutboxEvent.objects.filter(type="product.updated", data__product_id=variant.product_id)
-    assert [e.data["reason"] for e in updates] == ["stock", "stock"]
+@pytest.mark.django_db(transaction=True)  # commits: the cache is emptied after them
+def test_a_stock_move_says_product_updated_when_what_can_be_sold_changed(client, variant):
+    """Reserve and release change what the catalogue shows: product.updated, and the cache
+    emptied after the commit. A sale (reserved and on hand both down by the same amount) shows
+    nothing new: neither, so a paid order keeps the catalogue cache."""
+
+    def updates() -> list[str]:
+        rows = OutboxEvent.objects.filter(type="product.updated", data__product_id=variant.product_id)
+        return [e.data["reason"] for e in rows.order_by("seq")]
+
+    cancelled = order_of(checkout(client, (variant.pk, 1)))
+    generation = cache.get(GENERATION_KEY)
+    services.order_cancel(order_id=cancelled.pk, actor="customer")
+    assert updates() == ["stock", "stock"]
+    assert cache.get(GENERATION_KEY) != generation
+
+    paid = order_of(checkout(client, (variant.pk, 2)))
+    generation = cache.get(GENERATION_KEY)
+    pay(paid)
+
+    assert stock(variant) == (8, 0)  # sold: on hand and reserved both down by 2
+    assert updates() == ["stock", "stock", "stock"]  # its reservation only
+    assert cache.get(GENERATION_KEY) == generation
 
 
 # --- A payment after the order expired or was cancelled ------------------------------------------
