@@ -88,16 +88,12 @@ os.environ["DJANGO_READ_DOT_ENV"] = "0"
 
 from bench import pipeline_data as data  # noqa: E402
 from bench.pipeline_load import ClientError, buyer_main, run_clients, sender_main  # noqa: E402
-from bench.pipeline_report import plot, summarize  # noqa: E402
+from bench.pipeline_report import log, plot, summarize  # noqa: E402
 from bench.process import BackgroundProcess, BenchError  # noqa: E402
 
 PROCFILE_QUEUES = ("default", "payments", "orders", "bookings", "subscriptions", "notifications", "events")
 DONE = ("sent", "delivered")
 DEFAULT_PLOT = REPO / "docs" / "img" / "pipeline.png"
-
-
-def log(message: str) -> None:
-    print(f"[pipeline] {message}", file=sys.stderr, flush=True)
 
 
 # --- Processes --------------------------------------------------------------------------------
