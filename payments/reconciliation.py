@@ -187,8 +187,11 @@ _ACCEPTED = Q(signature_valid=True) | Q(proof=WebhookEvent.Proof.UNCONFIRMED)
 def _dispatch(queryset, limit: int) -> int:
     """Claim rows (skipping those another pass holds) and give each a processing task.
 
-    The claim (dispatched_at) commits first; a row whose task the broker did not take is
-    released again, so the next sweep takes it at once rather than after a task's lifetime.
+    The claim (dispatched_at) commits only for rows whose task the broker confirmed: the rows
+    stay locked while their tasks are sent, and a send that fails claims only those sent
+    before it. A pass that dies midway (its process killed, its database connection cut, the
+    broker gone) therefore claims nothing it did not send, and the next sweep takes the rest at
+    once; its worst case is a row sent twice, which webhook_verify makes harmless.
     """
     with transaction.atomic():
         ids = list(
@@ -196,15 +199,15 @@ def _dispatch(queryset, limit: int) -> int:
             .select_for_update(skip_locked=True)
             .values_list("pk", flat=True)[:limit]
         )
-        WebhookEvent.objects.filter(pk__in=ids).update(dispatched_at=timezone.now())
-    for sent, event_id in enumerate(ids):
+        sent = 0
         try:
-            current_app.send_task("payments.webhook_process", args=[event_id])
+            for event_id in ids:
+                current_app.send_task("payments.webhook_process", args=[event_id])
+                sent += 1
         except Exception:
-            WebhookEvent.objects.filter(pk__in=ids[sent:]).update(dispatched_at=None)
             logger.warning("could not dispatch webhooks; the next sweep will", exc_info=True)
-            return sent
-    return len(ids)
+        WebhookEvent.objects.filter(pk__in=ids[:sent]).update(dispatched_at=timezone.now())
+    return sent
 
 
 def webhooks_dispatch_stored(*, limit: int = 1000) -> int:

@@ -11,7 +11,9 @@
 import hashlib
 import hmac
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -22,11 +24,13 @@ from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import DatabaseError, connection
 from django.test import override_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from kombu import exceptions as kombu_errors
 
 from core.http import HTTPClient, TransientHTTPError, time_budget
 from core.models import OutboxEvent
@@ -40,6 +44,7 @@ from payments.gateways.tinkoff import TinkoffGateway, tinkoff_token
 from payments.gateways.yookassa import YooKassaGateway
 from payments.models import Payment, WebhookEvent
 from payments.registry import gateway_for
+from tests.chaos.faults import harness_connection
 from tests.conftest import wait_for
 from tests.factories import GadgetFactory, UserFactory
 from tests.payments.fakes.paystack import FakePaystack
@@ -428,6 +433,108 @@ def test_the_sweep_takes_never_dispatched_webhooks_at_once_and_others_after_the_
     )
     assert dispatched == {never.pk, unconfirmed.pk, old.pk}
     assert django_settings.PAYMENT_WEBHOOK_SWEEP_SECONDS <= 30  # beat runs it twice a minute
+
+
+class BrokerGoneAt:
+    """send_task that sends for real until its `fails_at`-th call, then fails as a refused broker
+    does (after `then()`, to break something else on the way)."""
+
+    def __init__(self, app, fails_at: int, then=lambda: None):
+        self.send, self.fails_at, self.then, self.calls = app.send_task, fails_at, then, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.fails_at:
+            self.then()
+            raise kombu_errors.OperationalError("ACCESS_REFUSED - access to vhost refused")
+        return self.send(*args, **kwargs)
+
+
+def sandbox_webhooks(count: int) -> list[WebhookEvent]:
+    return [
+        WebhookEvent.objects.create(gateway="sandbox", event_id=f"e{n}", body="{}", signature_valid=True)
+        for n in range(count)
+    ]
+
+
+@pytest.mark.django_db
+def test_a_dispatch_the_broker_cuts_short_claims_only_what_it_sent(monkeypatch, celery_app_without_worker):
+    first, *_rest = sandbox_webhooks(3)
+    monkeypatch.setattr(celery_app_without_worker, "send_task", BrokerGoneAt(celery_app_without_worker, 2))
+
+    assert reconciliation.webhooks_dispatch_stored() == 1
+
+    claimed = set(WebhookEvent.objects.filter(dispatched_at__isnull=False).values_list("pk", flat=True))
+    assert claimed == {first.pk}
+    monkeypatch.undo()
+    assert reconciliation.webhooks_sweep() == 2  # the rest at once, not after the redispatch age
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatch_whose_database_connection_dies_while_it_sends_leaves_nothing_claimed(
+    monkeypatch, celery_app_without_worker
+):
+    """The pass cannot write anything once its connection is gone (nor once its process is killed):
+    a claim made before sending would keep the unsent rows from the sweep for the redispatch age."""
+    webhooks_stored = sandbox_webhooks(3)
+    pid = connection.cursor().connection.info.backend_pid
+
+    def cut_the_connection():
+        with harness_connection() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    gone = BrokerGoneAt(celery_app_without_worker, 2, then=cut_the_connection)
+    monkeypatch.setattr(celery_app_without_worker, "send_task", gone)
+
+    with pytest.raises(DatabaseError):
+        reconciliation.webhooks_dispatch_stored()
+
+    connection.close()
+    assert not WebhookEvent.objects.filter(dispatched_at__isnull=False).exists()
+    monkeypatch.undo()
+    assert reconciliation.webhooks_sweep() == len(webhooks_stored)
+
+
+# A dispatch pass in its own process, SIGKILLed by its second send: as Celery terminates a
+# running acks_late task when the worker loses the broker
+# (worker_cancel_long_running_tasks_on_connection_loss), or a worker is killed mid-pass.
+KILLED_MID_DISPATCH = """
+import os, signal, django
+django.setup()
+from celery import current_app
+from payments import reconciliation
+send, calls = current_app.send_task, []
+def send_task(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return send(*args, **kwargs)
+current_app.send_task = send_task
+reconciliation.webhooks_dispatch_stored()
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatch_killed_while_it_sends_leaves_what_it_did_not_send_to_the_next_sweep(
+    celery_app_without_worker,
+):
+    """The CI chaos run once lost four webhooks so: a claim committed before its sends, then the
+    pass was killed, and the sweep left the claimed rows alone for the redispatch age."""
+    webhooks_stored = sandbox_webhooks(3)
+    db = connection.settings_dict
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DJANGO_READ_DOT_ENV": "0",
+    }
+    killed = subprocess.run(  # noqa: S603 - fixed arguments
+        [sys.executable, "-c", KILLED_MID_DISPATCH], env=env, cwd=django_settings.BASE_DIR, timeout=60
+    )
+    assert killed.returncode == -signal.SIGKILL
+
+    # The first row's task may have reached the broker: sending it again is harmless.
+    assert not WebhookEvent.objects.filter(dispatched_at__isnull=False).exists()
+    assert reconciliation.webhooks_sweep() == len(webhooks_stored)
 
 
 # --- 4. gateway base URLs from the environment ----------------------------------------------
