@@ -9,6 +9,7 @@ buying goes through the live server like any client's, retried as a careful clie
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -152,23 +153,34 @@ class Shop:
         return [f for f in self.flows if f.kind == kind]
 
     # --- buying ---------------------------------------------------------------------------
-    def run(self, base_url: str, gateway, *, customers: int, rate: float) -> None:
+    def run(
+        self, base_url: str, gateway, *, customers: int, rate: float, hold: Callable[[], bool] = lambda: False
+    ) -> None:
         """Buy every flow, `customers` at a time, starting at most `rate` flows a second; each pays
-        at the gateway once it is checked out."""
+        at the gateway once it is checked out. No flow starts while `hold()` says the site is too
+        far behind; the steady rate resumes afterwards, without a burst to catch up."""
         todo = iter(enumerate(self.flows))
-        take = threading.Lock()
-        began = time.monotonic()
+        take, pace = threading.Lock(), threading.Lock()
+        next_start = time.monotonic()
+
+        def wait_for_a_slot() -> None:
+            nonlocal next_start
+            while hold():
+                time.sleep(0.5)
+            with pace:
+                at = next_start = max(next_start, time.monotonic())
+                next_start += 1 / rate
+            time.sleep(max(0.0, at - time.monotonic()))
 
         def customer() -> None:
             try:
                 with requests.Session() as http:
                     while True:
                         with take:
-                            nth, flow = next(todo, (0, None))
+                            _, flow = next(todo, (0, None))
                         if flow is None:
                             return
-                        # The n-th flow starts no earlier than n / rate seconds in: a steady load.
-                        time.sleep(max(0.0, began + nth / rate - time.monotonic()))
+                        wait_for_a_slot()
                         self._buy(Api(base_url, flow, http), flow, gateway)
                         with self._lock:
                             self.done += 1
