@@ -166,13 +166,22 @@ class Deliveries(list):
 
     def __init__(self):
         super().__init__()
-        self.lock = threading.Lock()
+        self.idle = threading.Condition()
         self.in_flight = 0
 
+    def started(self) -> None:
+        with self.idle:
+            self.in_flight += 1
+
+    def finished(self) -> None:
+        with self.idle:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self.idle.notify_all()
+
     def __iter__(self):
-        deadline = time.monotonic() + 10
-        while self.in_flight and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with self.idle:
+            self.idle.wait_for(lambda: not self.in_flight, timeout=10)
         return super().__iter__()
 
 
@@ -186,16 +195,14 @@ def deliveries(monkeypatch):
     run = consumer.run_deliveries
 
     def recording(batch):
-        with seen.lock:
-            seen.in_flight += 1
+        seen.started()
         try:
             results = run(batch)
             for (envelope, names, attempt, *_), outcomes in zip(batch, results, strict=True):
                 seen.extend((envelope["id"], n, attempt, o[0]) for n, o in zip(names, outcomes, strict=True))
             return results
         finally:
-            with seen.lock:
-                seen.in_flight -= 1
+            seen.finished()
 
     monkeypatch.setattr(consumer, "run_deliveries", recording)
     return seen
@@ -209,22 +216,29 @@ def task_per_subscriber(settings) -> dict[str, str]:
     return {"TEST_EVENTS_CONSUMER": "0"}
 
 
-def queue_messages(name: str) -> int:
-    """Messages on a queue, ready or delivered and not yet acknowledged (what AMQP's passive
-    declare does not count), read with rabbitmqctl on this machine's broker."""
-    url = urlsplit(settings.CELERY_BROKER_URL)
-    if shutil.which("rabbitmqctl") is None or url.hostname not in {"127.0.0.1", "localhost"}:
-        pytest.skip("needs rabbitmqctl for the test broker")
-    vhost = unquote(url.path[1:]) or "/"
+def rabbitmq_queues(*columns: str) -> list[dict]:
+    """`rabbitmqctl list_queues` on the test broker's vhost: a dict per queue, its `name` and
+    `columns` (ready and unacknowledged messages, consumers..., which AMQP's passive declare
+    does not all give). [] when this machine has no rabbitmqctl."""
+    if shutil.which("rabbitmqctl") is None:
+        return []
+    vhost = unquote(urlsplit(settings.CELERY_BROKER_URL).path[1:]) or "/"
     listing = subprocess.run(  # noqa: S603
-        ["rabbitmqctl", "list_queues", "-p", vhost, "name", "messages", "--formatter", "json", "-q"],  # noqa: S607
+        ["rabbitmqctl", "list_queues", "-p", vhost, "name", *columns, "--formatter", "json", "-q"],  # noqa: S607
         check=True,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
     )
-    counts = {queue["name"]: queue["messages"] for queue in json.loads(listing.stdout)}
-    return counts[name]
+    return json.loads(listing.stdout or "[]")
+
+
+def queue_messages(name: str) -> int:
+    """Messages on a queue, ready or delivered and not yet acknowledged, on this machine's broker."""
+    url = urlsplit(settings.CELERY_BROKER_URL)
+    if shutil.which("rabbitmqctl") is None or url.hostname not in {"127.0.0.1", "localhost"}:
+        pytest.skip("needs rabbitmqctl for the test broker")
+    return {queue["name"]: queue["messages"] for queue in rabbitmq_queues("messages")}[name]
 
 
 @pytest.fixture

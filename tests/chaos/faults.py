@@ -10,8 +10,6 @@
   open connections closed), then takes it back; what waited must be done within a minute.
 """
 
-import json
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +21,8 @@ from psycopg import sql
 from core.models import OutboxEvent
 from core.queues import QUEUE_NAMES
 from payments.models import Payment, SandboxCharge, WebhookEvent
-from tests.events.test_broker_recovery import VHOST, broker_outage
+from tests.conftest import rabbitmq_queues
+from tests.events.test_broker_recovery import broker_outage
 
 HARNESS = "chaos-harness"  # application_name of the connections the faults spare
 OUTAGE_SECONDS = 30
@@ -97,19 +96,10 @@ WAITING = {
 
 def queue_depths() -> list[tuple[str, int, int, int]]:
     """(queue, ready, unacknowledged, consumers) of the queues holding messages on the test vhost."""
-    done = subprocess.run(  # noqa: S603
-        [  # noqa: S607 - rabbitmqctl on this machine's PATH
-            "rabbitmqctl", "list_queues", "-p", VHOST, "name", "messages_ready",
-            "messages_unacknowledged", "consumers", "--formatter", "json", "-q",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
-    queues = json.loads(done.stdout or "[]")
+    columns = ("messages_ready", "messages_unacknowledged", "consumers")
     return [
-        (q["name"], q["messages_ready"], q["messages_unacknowledged"], q["consumers"])
-        for q in queues
+        (q["name"], *(q[column] for column in columns))
+        for q in rabbitmq_queues(*columns)
         if q["messages_ready"] or q["messages_unacknowledged"]
     ]
 

@@ -4,14 +4,9 @@ Every check reads the database (and RabbitMQ's dead-letter queues) as staff woul
 queries whatever the number of flows; `settled()` is the cheap part the run polls for.
 """
 
-import json
-import shutil
-import subprocess
 from collections import Counter, defaultdict
 from decimal import Decimal
-from urllib.parse import unquote, urlsplit
 
-from django.conf import settings
 from django.db.models import Count, Q, Sum
 from kombu import Queue
 
@@ -26,6 +21,7 @@ from payments.models import Payment, PaymentAllocation, PaymentLedgerEntry, Sand
 from subscriptions.models import Invoice, Toybox
 from tests.chaos.faults import queue_depths
 from tests.chaos.shop import STOCK, Shop
+from tests.conftest import rabbitmq_queues
 
 SHOWN = 5  # examples per problem
 # What each paid thing ends in, the event that says so and the rule that tells the customer.
@@ -315,27 +311,7 @@ def webhooks_processed(event_ids: set[str]) -> list[str]:
 
 def dead_letter_queue_depths() -> dict[str, int]:
     """Messages on every dead-letter queue of the test vhost (tasks' `<q>.dlq`, events' `G.events.dlq`)."""
-    url = urlsplit(settings.CELERY_BROKER_URL)
-    if shutil.which("rabbitmqctl") is None:
-        return {}
-    listing = subprocess.run(  # noqa: S603
-        [  # noqa: S607 - rabbitmqctl on this machine's PATH
-            "rabbitmqctl",
-            "list_queues",
-            "-p",
-            unquote(url.path[1:]) or "/",
-            "name",
-            "messages",
-            "--formatter",
-            "json",
-            "-q",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return {q["name"]: q["messages"] for q in json.loads(listing.stdout) if q["name"].endswith(".dlq")}
+    return {q["name"]: q["messages"] for q in rabbitmq_queues("messages") if q["name"].endswith(".dlq")}
 
 
 def queued_tasks(queue: str) -> Counter:
