@@ -260,6 +260,17 @@ def api_client():
     return APIClient()
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a process that must use this test's database (and TEST_* services)."""
+    db = connection.settings_dict
+    return os.environ | {
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DJANGO_READ_DOT_ENV": "0",
+        **extra,
+    }
+
+
 class WorkerProcess:
     """A real `celery worker` process (prefork) on the test database, that a test can kill."""
 
@@ -268,13 +279,7 @@ class WorkerProcess:
     ):
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.broker = broker  # another broker than the suite's (TEST_CELERY_BROKER_URL in `env`)
-        db = connection.settings_dict
-        env = os.environ | {
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "DJANGO_READ_DOT_ENV": "0",
-            **(env or {}),  # TEST_* settings of this worker only (e.g. the test's SMTP server)
-        }
+        env = child_env(**(env or {}))  # TEST_* settings of this worker only (e.g. the test's SMTP server)
         self.process = subprocess.Popen(  # noqa: S603 - fixed arguments
             [
                 sys.executable,

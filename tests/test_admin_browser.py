@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from celery import current_app
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from bookings import services as bookings_services
@@ -28,7 +28,7 @@ from core.models import DeadLetter, OutboxEvent, ProcessedEvent
 from payments import services
 from payments.models import Payment, Refund
 from tests.bookings.conftest import local
-from tests.conftest import wait_for
+from tests.conftest import child_env, wait_for
 from tests.factories import PASSWORD, ResourceFactory, SuperuserFactory, UserFactory
 from tests.notifications.smtp import free_port
 from tests.payments.test_reconciliation import paid_at_the_gateway_but_never_told
@@ -210,17 +210,6 @@ def test_staff_open_a_resources_day_on_the_bookings_calendar(staff_page, live_se
     block.click()
     assert booking.public_id in page.title() or booking.public_id in page.content()
     assert page.refused == []
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment of a process that must use this test's database (and TEST_* services)."""
-    db = connection.settings_dict
-    return os.environ | {
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "DJANGO_READ_DOT_ENV": "0",
-        **extra,
-    }
 
 
 @pytest.mark.worker

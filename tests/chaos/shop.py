@@ -159,7 +159,7 @@ class Shop:
         """Buy every flow, `customers` at a time, starting at most `rate` flows a second; each pays
         at the gateway once it is checked out. No flow starts while `hold()` says the site is too
         far behind; the steady rate resumes afterwards, without a burst to catch up."""
-        todo = iter(enumerate(self.flows))
+        todo = iter(self.flows)
         take, pace = threading.Lock(), threading.Lock()
         next_start = time.monotonic()
 
@@ -177,7 +177,7 @@ class Shop:
                 with requests.Session() as http:
                     while True:
                         with take:
-                            _, flow = next(todo, (0, None))
+                            flow = next(todo, None)
                         if flow is None:
                             return
                         wait_for_a_slot()

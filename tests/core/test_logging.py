@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 
 from payments.gateways.sandbox import SIGNATURE_HEADER, sign
 from payments.models import Payment, SandboxCharge
 from payments.registry import gateway_for
-from tests.conftest import wait_for
+from tests.conftest import child_env, wait_for
 from tests.payments.test_sandbox_e2e import start_sandbox_payment
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -48,19 +47,14 @@ class Gunicorn:
             port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         self.stdout, self.stderr = workdir / "access.log", workdir / "error.log"
-        db = connection.settings_dict
-        env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
-        env |= {
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "DJANGO_READ_DOT_ENV": "0",
-            "WEB_BIND": "127.0.0.1",
-            "WEB_PORT": str(port),
-            "WEB_CONCURRENCY": "1",
-            "LOG_LEVEL": "INFO",
+        env = child_env(
+            WEB_BIND="127.0.0.1",
+            WEB_PORT=str(port),
+            WEB_CONCURRENCY="1",
+            LOG_LEVEL="INFO",
             # A directory that does not exist yet: gunicorn makes it for its workers' metrics.
-            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics" / "not-made-yet"),
-        }
+            PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics" / "not-made-yet"),
+        )
         self.metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.process = subprocess.Popen(

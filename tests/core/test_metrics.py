@@ -1,6 +1,5 @@
 """GET /metrics: closed without its token, and its figures move with what happens in the system."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -8,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from kombu import Connection
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +18,7 @@ from core.models import DeadLetter, Heartbeat, OutboxEvent
 from core.queues import declare_topology
 from notifications.models import Notification
 from payments.models import Payment, WebhookEvent
-from tests.conftest import wait_for
+from tests.conftest import child_env, wait_for
 from tests.core.tasks import always_transient, record_request_id
 from tests.factories import StaffFactory, SuperuserFactory, UserFactory
 from tests.notifications.factories import NotificationFactory
@@ -290,12 +289,7 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
 
 def test_with_a_multiprocess_directory_a_scrape_adds_up_every_process(tmp_path):
     """As under gunicorn: each process writes its counts to PROMETHEUS_MULTIPROC_DIR, one serves all."""
-    db = connection.settings_dict
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-    }
+    env = child_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
 
     def run(mode: str) -> str:
         return subprocess.run(  # noqa: S603 - fixed arguments

@@ -24,7 +24,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import transaction
 
 from core import events
 from core.events import relay
@@ -34,7 +34,7 @@ from payments import reconciliation
 from payments.gateways.sandbox import SIGNATURE_HEADER, sign
 from payments.models import Payment, SandboxCharge, WebhookEvent
 from payments.registry import gateway_for
-from tests.conftest import wait_for
+from tests.conftest import child_env, wait_for
 from tests.payments.test_sandbox_e2e import start_sandbox_payment
 from tests.testapp.models import Effect
 
@@ -81,15 +81,11 @@ class BeatProcess:
     """A real `celery beat` on the test database, with django-celery-beat's scheduler."""
 
     def __init__(self, workdir: Path):
-        db = connection.settings_dict
         self.log = workdir / "beat.log"
-        env = os.environ | {
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "DJANGO_READ_DOT_ENV": "0",
-            "PYTHONPATH": str(settings.BASE_DIR),
-            "LOG_LEVEL": "DEBUG",  # "Sending due task" of the frequent (quiet) tasks is a DEBUG line
-        }
+        env = child_env(
+            PYTHONPATH=str(settings.BASE_DIR),
+            LOG_LEVEL="DEBUG",  # "Sending due task" of the frequent (quiet) tasks is a DEBUG line
+        )
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO"],

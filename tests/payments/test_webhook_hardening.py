@@ -11,7 +11,6 @@
 import hashlib
 import hmac
 import json
-import os
 import re
 import signal
 import subprocess
@@ -45,7 +44,7 @@ from payments.gateways.yookassa import YooKassaGateway
 from payments.models import Payment, WebhookEvent
 from payments.registry import gateway_for
 from tests.chaos.faults import harness_connection
-from tests.conftest import wait_for
+from tests.conftest import child_env, wait_for
 from tests.factories import GadgetFactory, UserFactory
 from tests.payments.fakes.paystack import FakePaystack
 from tests.payments.fakes.sberpay import FakeSberPay
@@ -521,14 +520,8 @@ def test_a_dispatch_killed_while_it_sends_leaves_what_it_did_not_send_to_the_nex
     """The CI chaos run once lost four webhooks so: a claim committed before its sends, then the
     pass was killed, and the sweep left the claimed rows alone for the redispatch age."""
     webhooks_stored = sandbox_webhooks(3)
-    db = connection.settings_dict
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "DJANGO_READ_DOT_ENV": "0",
-    }
     killed = subprocess.run(  # noqa: S603 - fixed arguments
-        [sys.executable, "-c", KILLED_MID_DISPATCH], env=env, cwd=django_settings.BASE_DIR, timeout=60
+        [sys.executable, "-c", KILLED_MID_DISPATCH], env=child_env(), cwd=django_settings.BASE_DIR, timeout=60
     )
     assert killed.returncode == -signal.SIGKILL
 
