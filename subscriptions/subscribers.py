@@ -1,17 +1,21 @@
-"""What subscriptions do when payments report: invoices paid, or a renewal charge failed.
+"""What subscriptions do when payments report (invoices paid, or a renewal charge failed),
+and when an invoice is paid (its period's toybox is built).
 
-Each subscriber declares `when={"purpose": "subscription"}`: the relay enqueues it only for
-payments of invoices. Each one's effect commits with its processed-event row (core.events),
-so a redelivered event changes nothing twice.
+The payment subscribers declare `when={"purpose": "subscription"}`: the relay enqueues them
+only for payments of invoices. Each one's effect commits with its processed-event row
+(core.events), so a redelivered event changes nothing twice.
 """
+
+import logging
 
 from core import events
 from payments import charges
 from payments.policy import event_allocations
 from subscriptions import services
-from subscriptions.models import Invoice
+from subscriptions.models import Invoice, Toybox
 from subscriptions.purposes import PURPOSE
 
+logger = logging.getLogger(__name__)
 FOR_SUBSCRIPTIONS = {"purpose": PURPOSE}
 
 
@@ -48,3 +52,17 @@ def subscriptions_on_payment_failed(event: events.Event) -> None:
                 payment_id=event.data["payment_id"],
                 error=event.data.get("error") or "",
             )
+
+
+# The build waits on stock rows other builds hold, and a database away for a while should not
+# dead-letter it: more retries than the default (backoff 1, 2, 4 ... 32 s, jittered).
+@events.subscriber("invoice.paid", queue="subscriptions", name="subscriptions.on_invoice_paid", max_retries=6)
+def subscriptions_on_invoice_paid(event: events.Event) -> None:
+    """Build the box the invoice's payment opened. The event commits with the box, so the build
+    is as durable as the payment: no task sent after the commit that a killed worker could lose."""
+    number = event.data["invoice_id"]
+    toybox_id = Toybox.objects.filter(invoice__number=number).values_list("pk", flat=True).first()
+    if toybox_id is None:  # every paid invoice opens its box in the same transaction
+        logger.error("invoice paid without a toybox", extra={"invoice": number})
+        return
+    services.toybox_build(toybox_id=toybox_id)

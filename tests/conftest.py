@@ -318,7 +318,10 @@ class WorkerProcess:
 
     def ping(self) -> list:
         if not self.broker:
-            return celery_app.control.ping(destination=[self.name], timeout=0.5)
+            # A connection of its own, not the pool's: ping publishes without retrying, and a
+            # pooled connection may be one a broker outage closed (broker_outage).
+            with celery_app.connection_for_write() as connection:
+                return celery_app.control.ping(destination=[self.name], timeout=0.5, connection=connection)
         # Another broker: an app of its own (the project's app publishes control messages
         # through its own pool, on the suite's broker). Redis answers through its pub/sub
         # and a polled reply list: give it longer.

@@ -1,12 +1,14 @@
 """Toyboxes: one per paid period, filled from the catalogue's stock by age and interests.
 
 `toybox_open` creates the box (status building) in the transaction that marks its invoice
-paid; the one-to-one with the invoice makes it exactly one per paid period, however often
-payment.completed arrives. A task then runs `toybox_build`: in one transaction it picks toys
+paid and publishes invoice.paid; the one-to-one with the invoice makes it exactly one per paid
+period, however often payment.completed arrives. That event, kept in the outbox with the box,
+is what starts the build (subscriptions.subscribers): a worker killed or a broker refusing
+right after the commit delays it, never loses it. `toybox_build`, in one transaction, picks toys
 suited to the child's age at the period's start, preferring the child's interests, never a
 toy (product) the child has had before, and reserves their stock through orders' stock
 service (row locks: no oversell under concurrency). A crash rolls all of it back and the
-task's redelivery (or the sweep) builds it again. Stock is sold when the box ships.
+event's redelivery (or the sweep) builds it again. Stock is sold when the box ships.
 """
 
 import logging
@@ -32,7 +34,7 @@ RESERVE_TRIES = 3  # other boxes may take the last of a toy between the pick and
 
 
 def toybox_open(*, invoice: Invoice, subscription: Subscription, payment_id: str) -> Toybox:
-    """The paid period's box, to be built by a task once this transaction commits."""
+    """The paid period's box, built once invoice.paid (published in this transaction) arrives."""
     # The caller holds the invoice's lock and has just marked it paid: no box can exist for it
     # yet, unless that was rolled back and retried, and then this finds it.
     toybox = Toybox.objects.filter(invoice=invoice).first() or Toybox.objects.create(
@@ -44,10 +46,6 @@ def toybox_open(*, invoice: Invoice, subscription: Subscription, payment_id: str
         toys_wanted=subscription.plan.toys_per_box,
         payment_id=payment_id,
     )
-    pk = toybox.pk
-    # robust: with the broker down the send fails after the commit, and the box is built by
-    # the sweep; the caller (a subscriber whose effect committed) must not fail for it.
-    transaction.on_commit(lambda: current_app.send_task(BUILD_TASK, args=[pk]), robust=True)
     return toybox
 
 
@@ -195,7 +193,8 @@ def toybox_deliver(*, toybox_id: int) -> Toybox:
 
 
 def toyboxes_sweep(*, now: datetime | None = None, older_than: timedelta = timedelta(minutes=2)) -> int:
-    """Send the build task again for boxes still building after a while (its task was lost)."""
+    """Send the build task for boxes still building after a while: their invoice.paid delivery
+    failed for good (dead-lettered after its retries, e.g. a database away for longer)."""
     before = (now or timezone.now()) - older_than
     ids = list(
         Toybox.objects.filter(status=Toybox.Status.BUILDING, updated_at__lt=before)

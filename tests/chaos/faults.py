@@ -21,6 +21,7 @@ from psycopg import sql
 from core.models import OutboxEvent
 from core.queues import QUEUE_NAMES
 from payments.models import Payment, SandboxCharge, WebhookEvent
+from subscriptions.models import Invoice, Toybox
 from tests.conftest import rabbitmq_queues
 from tests.events.test_broker_recovery import broker_outage
 
@@ -91,6 +92,12 @@ WAITING = {
         SandboxCharge,
         Payment,
     ),
+    "boxes of paid invoices still building": (
+        "SELECT count(*) FROM {} t JOIN {} i ON i.id = t.invoice_id"
+        " WHERE t.status = 'building' AND i.paid_at < %s",
+        Toybox,
+        Invoice,
+    ),
 }
 
 
@@ -105,7 +112,7 @@ def queue_depths() -> list[tuple[str, int, int, int]]:
 
 
 def waiting_since(db: psycopg.Connection, moment) -> dict[str, int]:
-    """Events, webhooks and paid charges from before `moment` still waiting to be done."""
+    """Events, webhooks, paid charges and paid invoices' boxes from before `moment` still waiting."""
     counts = {}
     for what, (query, *models) in WAITING.items():
         statement = sql.SQL(query).format(*(sql.Identifier(m._meta.db_table) for m in models))

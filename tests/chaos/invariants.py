@@ -335,7 +335,7 @@ KNOWN_BUGS = {
     "subscriptions.toybox_build failed for good": "test_a_toybox_whose_build_lost_its_database_connection_"
     "is_built_after_a_retry",
     "subscriptions.on_payment_completed dead-lettered after its effect committed": "test_a_subscriber_that_"
-    "committed_is_not_dead_lettered_when_the_broker_refuses_its_follow_up",
+    "committed_while_the_broker_refused_leaves_nothing_undone_on_its_return",
 }
 
 

@@ -1,6 +1,6 @@
 """The chaos run's failures, each reproduced on its own, deterministically, and fixed: a task
 that lost its database connection is retried (payments' gateway tasks, the toybox build), and
-a subscriber whose effect committed is not failed by a follow-up send the broker refused.
+a subscriber that committed while the broker refused is neither failed nor leaves work undone.
 
 Each catches the work at the moment the chaos run's fault hit it: a task waiting for a row
 lock when PostgreSQL terminates its backend, a subscriber committing while RabbitMQ refuses.
@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 
 from core.events.consumer import run_deliveries
+from core.events.tasks import sweep as events_sweep
 from core.models import DeadLetter, OutboxEvent
 from orders.models import Variant
 from payments.gateways.sandbox import SIGNATURE_HEADER, sign
@@ -108,7 +109,13 @@ def test_a_toybox_whose_build_lost_its_database_connection_is_built_after_a_retr
     VHOST == "/" and os.environ.get("TEST_STOP_RABBITMQ") != "1",
     reason="needs a RabbitMQ vhost of the tests' own, or TEST_STOP_RABBITMQ=1",
 )
-def test_a_subscriber_that_committed_is_not_dead_lettered_when_the_broker_refuses_its_follow_up():
+def test_a_subscriber_that_committed_while_the_broker_refused_leaves_nothing_undone_on_its_return(
+    worker_processes,
+):
+    """The chaos run's CI failure: a paid invoice's box left `building` for minutes. Its build
+    used to be a task sent after the subscriber's commit; a broker refusing then (or a worker
+    killed between the commit and the send) lost it, and only beat's five-minute toybox sweep
+    built the box. The build now follows invoice.paid, kept in the outbox with the box."""
     payment, _ = _paid_subscription_invoice()
     completed = OutboxEvent.objects.get(type="payment.completed", aggregate_id=payment.public_id)
     delivery = (completed.envelope, ["subscriptions.on_payment_completed"], 0, False, None)
@@ -124,3 +131,13 @@ def test_a_subscriber_that_committed_is_not_dead_lettered_when_the_broker_refuse
 
     assert Invoice.objects.get().status == "paid"  # the effect committed
     assert (outcomes, list(DeadLetter.objects.values_list("subscriber", "error"))) == ([("done",)], [])
+    assert Toybox.objects.get().status == "building"
+
+    worker_processes("subscriptions,events,default,payments")
+    events_sweep.delay()  # beat's outbox sweep, every EVENTS_SWEEP_SECONDS: what the outage kept waiting
+    wait_for(
+        lambda: Toybox.objects.filter(status="ready").exists(),
+        timeout=RETRIED_WITHIN,
+        interval=0.5,
+        what="the box of the invoice paid during the outage to be built",
+    )
