@@ -28,7 +28,7 @@ sandbox's signed webhook (bytes and X-Sandbox-Signature as SandboxGateway.webhoo
 sign make them) to /api/payments/webhook/sandbox. From there everything is the project's:
 webhook stored, kick -> dispatch -> verify with the gateway -> payment.completed ->
 orders / bookings / subscriptions subscriber -> order.paid / booking.confirmed / invoice.paid
-(+ the toybox built by a task -> toybox.created) -> notifications.on_event -> e-mail over
+(+ invoice.paid -> the toybox built -> toybox.created) -> notifications.on_event -> e-mail over
 SMTP (Notification `sent`) and in-app (`delivered`). The flow ends with its rule's messages:
 order.paid, booking.confirmed, toybox.created (invoice.paid has no rule); each is 2 rows
 (e-mail, in-app: no phone, no Telegram) unless staff changed the rule, which is read.

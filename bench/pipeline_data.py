@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 KINDS = ("order", "booking", "subscription")
 # The notification rule that ends each kind's flow (notifications/rules.py): order.paid and
 # booking.confirmed tell the customer directly; invoice.paid has no rule, the paid period's
-# toybox.created (built by a task after the invoice is paid) is the subscription's message.
+# toybox.created (built when invoice.paid arrives) is the subscription's message.
 RULE_OF = {"order": "order.paid", "booking": "booking.confirmed", "subscription": "toybox.created"}
 # The bench's customers have an e-mail address only: no phone (no SMS), no linked Telegram chat.
 CUSTOMER_CHANNELS = ("email", "inapp")
