@@ -503,7 +503,8 @@ def refund_request(
 ) -> Refund:
     """Reserve a refund (refund_reserve) and, once committed, have a task ask the gateway.
 
-    If that task is lost after the commit, reconciliation sends the reserved refund.
+    If that task is lost after the commit (or the broker refuses it), reconciliation (beat,
+    every five minutes) sends the reserved refund.
     """
     from payments.tasks import refund_execute as refund_execute_task
 
@@ -517,7 +518,11 @@ def refund_request(
             allocation_id=allocation_id,
         )
         if refund.status == Refund.Status.PENDING and not refund.sent_at:
-            refund_execute_task.delay_on_commit(refund.pk)
+            pk = refund.pk
+            # robust: the refund is kept whatever the broker says; a send refused after the
+            # commit must not fail the caller (staff would see an error for a refund that
+            # stands, a subscriber would be retried after its effect): the sweep sends it.
+            transaction.on_commit(lambda: refund_execute_task.delay(pk), robust=True)
     return refund
 
 

@@ -6,7 +6,8 @@ connection is refused (the worker's, the web's kicks, beat's ticks, the relay), 
 permissions are given back. Real beat and a real worker, which reconnects, do the rest:
 beat's outbox sweep (every EVENTS_SWEEP_SECONDS) finds the relay backing off at most
 EVENTS_RELAY_MAX_BACKOFF, and beat's webhook sweep (every PAYMENT_WEBHOOK_SWEEP_SECONDS) gives
-the webhook stored during the outage the task its refused kick never sent.
+the webhook stored during the outage the task its refused kick never sent. A refund asked for
+during the outage stands, and reconciliation sends it.
 """
 
 import io
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -30,12 +32,13 @@ from core import events
 from core.events import relay
 from core.events.relay import BACKOFF_KEY, _backoff_record_failure, relay_run
 from core.models import OutboxEvent
-from payments import reconciliation
+from payments import reconciliation, services
 from payments.gateways.sandbox import SIGNATURE_HEADER, sign
 from payments.models import Payment, SandboxCharge, WebhookEvent
 from payments.registry import gateway_for
 from tests.conftest import child_env, wait_for
 from tests.payments.test_sandbox_e2e import start_sandbox_payment
+from tests.payments.test_services import paid_payment
 from tests.testapp.models import Effect
 
 RECOVERY_SECONDS = 60  # the promise: stored work is done within a minute of the broker's return
@@ -199,3 +202,22 @@ def test_work_stored_while_the_broker_refused_everything_is_done_within_a_minute
     assert OutboxEvent.objects.get(pk=event.pk).published_at is not None
     assert WebhookEvent.objects.get().processed_at is not None
     assert max(event_done, webhook_done) < RECOVERY_SECONDS, f"{event_done=:.1f}s {webhook_done=:.1f}s"
+
+
+def test_a_refund_asked_for_while_the_broker_refuses_stands_and_waits_for_reconciliation():
+    """The refund is reserved and the caller (staff in the admin or the API, or a subscriber
+    refusing money) gets it, not an error for a refund that stands; reconciliation sends it."""
+    payment = paid_payment()
+
+    with broker_outage():
+        refund = services.refund_request(
+            payment_id=payment.pk,
+            amount="10.00",
+            reason="damaged",
+            idempotency_key="r-1",
+            requested_by_id=None,
+        )
+
+    refund.refresh_from_db()
+    assert (refund.status, refund.sent_at, refund.amount) == ("pending", None, Decimal("10.00"))
+    assert reconciliation.refunds_unsent(older_than_seconds=0) == [refund.pk]
