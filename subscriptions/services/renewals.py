@@ -123,14 +123,16 @@ def subscription_renew(
         # now: the customer is never charged for several periods at once.
         start = due if due > now - RENEWAL_GRACE else now
         # Leased to the charge task sent on commit (forced: it need not wait for the lease);
-        # should that task be lost, the dispatcher finds the invoice due when the lease ends.
+        # should that task be lost or refused, the dispatcher finds the invoice due when the
+        # lease ends (robust: a refused send does not undo or fail the renewal committed).
         invoice = invoice_open(subscription, period_start=start, next_attempt_at=now + ATTEMPT_LEASE)
         subscription.next_renewal_at = None  # renewed: the invoice's attempts take over
         subscription.save(update_fields=["next_renewal_at", "updated_at"])
         if send_charge:
             pk = invoice.pk
             transaction.on_commit(
-                lambda: current_app.send_task(CHARGE_TASK, args=[pk], kwargs={"force": True, "attempt": 0})
+                lambda: current_app.send_task(CHARGE_TASK, args=[pk], kwargs={"force": True, "attempt": 0}),
+                robust=True,
             )
     return invoice
 

@@ -7,7 +7,8 @@ permissions are given back. Real beat and a real worker, which reconnects, do th
 beat's outbox sweep (every EVENTS_SWEEP_SECONDS) finds the relay backing off at most
 EVENTS_RELAY_MAX_BACKOFF, and beat's webhook sweep (every PAYMENT_WEBHOOK_SWEEP_SECONDS) gives
 the webhook stored during the outage the task its refused kick never sent. A refund asked for
-during the outage stands, and reconciliation sends it.
+during the outage stands, and reconciliation sends it; so does a renewal whose charge task
+was refused, charged when its lease ends.
 """
 
 import io
@@ -36,9 +37,14 @@ from payments import reconciliation, services
 from payments.gateways.sandbox import SIGNATURE_HEADER, sign
 from payments.models import Payment, SandboxCharge, WebhookEvent
 from payments.registry import gateway_for
+from subscriptions import services as subscription_services
+from subscriptions.models import Invoice, Subscription
+from subscriptions.services.billing import ATTEMPT_LEASE
 from tests.conftest import child_env, wait_for
 from tests.payments.test_sandbox_e2e import start_sandbox_payment
 from tests.payments.test_services import paid_payment
+from tests.subscriptions.factories import ChildFactory, PlanFactory
+from tests.subscriptions.helpers import client_for, paid_subscription
 from tests.testapp.models import Effect
 
 RECOVERY_SECONDS = 60  # the promise: stored work is done within a minute of the broker's return
@@ -221,3 +227,16 @@ def test_a_refund_asked_for_while_the_broker_refuses_stands_and_waits_for_reconc
     refund.refresh_from_db()
     assert (refund.status, refund.sent_at, refund.amount) == ("pending", None, Decimal("10.00"))
     assert reconciliation.refunds_unsent(older_than_seconds=0) == [refund.pk]
+
+
+def test_a_renewal_whose_charge_the_broker_refuses_stands_and_is_charged_when_its_lease_ends():
+    child = ChildFactory()
+    subscription = paid_subscription(client_for(child.customer), child, PlanFactory(price="30.00"))
+    due = subscription.current_period_end
+
+    with broker_outage():
+        invoice = subscription_services.subscription_renew(subscription_id=subscription.pk, now=due)
+
+    assert invoice is not None and Invoice.objects.get(pk=invoice.pk).status == "open"
+    assert Invoice.objects.get(pk=invoice.pk).next_attempt_at == due + ATTEMPT_LEASE  # then tried again
+    assert Subscription.objects.get(pk=subscription.pk).next_renewal_at is None  # renewed once
