@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -40,6 +41,7 @@ from payments.registry import gateway_for
 from subscriptions import services as subscription_services
 from subscriptions.models import Invoice, Subscription
 from subscriptions.services.billing import ATTEMPT_LEASE
+from subscriptions.services.renewals import due_invoices
 from tests.conftest import child_env, wait_for
 from tests.payments.test_sandbox_e2e import start_sandbox_payment
 from tests.payments.test_services import paid_payment
@@ -238,5 +240,7 @@ def test_a_renewal_whose_charge_the_broker_refuses_stands_and_is_charged_when_it
         invoice = subscription_services.subscription_renew(subscription_id=subscription.pk, now=due)
 
     assert invoice is not None and Invoice.objects.get(pk=invoice.pk).status == "open"
-    assert Invoice.objects.get(pk=invoice.pk).next_attempt_at == due + ATTEMPT_LEASE  # then tried again
     assert Subscription.objects.get(pk=subscription.pk).next_renewal_at is None  # renewed once
+    # Beat's dispatcher leaves it to the refused task until the lease ends, then charges it.
+    assert list(due_invoices(due + ATTEMPT_LEASE - timedelta(seconds=1), 100)) == []
+    assert list(due_invoices(due + ATTEMPT_LEASE, 100)) == [[invoice.pk]]
