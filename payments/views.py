@@ -33,7 +33,11 @@ def sandbox_pay(request, reference: str):
                 if charge.save_method and status == SandboxCharge.Status.SUCCEEDED:
                     charge.method = method_save(charge)  # the card is kept for renewals
                 charge.save(update_fields=["status", "decline_reason", "method", "updated_at"])
-                sandbox_webhook_deliver.delay_on_commit(charge.reference)
+                # robust: the customer's answer stands if the broker refuses the webhook's
+                # task; the payment is then verified by reconciliation, as with a provider
+                # whose webhook never came.
+                reference = charge.reference
+                transaction.on_commit(lambda: sandbox_webhook_deliver.delay(reference), robust=True)
         if charge.return_url:
             return redirect(charge.return_url)
         return redirect("sandbox-pay", reference=reference)

@@ -8,7 +8,7 @@ beat's outbox sweep (every EVENTS_SWEEP_SECONDS) finds the relay backing off at 
 EVENTS_RELAY_MAX_BACKOFF, and beat's webhook sweep (every PAYMENT_WEBHOOK_SWEEP_SECONDS) gives
 the webhook stored during the outage the task its refused kick never sent. A refund asked for
 during the outage stands, and reconciliation sends it; so does a renewal whose charge task
-was refused, charged when its lease ends.
+was refused, charged when its lease ends, and the sandbox page's answer whose webhook task was.
 """
 
 import io
@@ -244,3 +244,15 @@ def test_a_renewal_whose_charge_the_broker_refuses_stands_and_is_charged_when_it
     # Beat's dispatcher leaves it to the refused task until the lease ends, then charges it.
     assert list(due_invoices(due + ATTEMPT_LEASE - timedelta(seconds=1), 100)) == []
     assert list(due_invoices(due + ATTEMPT_LEASE, 100)) == [[invoice.pk]]
+
+
+def test_a_sandbox_payment_page_answered_while_the_broker_refuses_keeps_the_answer(client):
+    """The customer presses Pay: the charge is paid and the page goes on, though the webhook's
+    task was refused (reconciliation verifies the payment, as for a webhook that never came)."""
+    payment, url = start_sandbox_payment()
+
+    with broker_outage():
+        response = client.post(urlsplit(url).path, {"action": "pay"})
+
+    assert response.status_code == 302
+    assert SandboxCharge.objects.get(reference=payment.gateway_reference).status == "succeeded"
