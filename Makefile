@@ -36,7 +36,7 @@ run: install .env
 
 ## test: the whole suite against PostgreSQL, RabbitMQ and Redis on localhost (TEST_* variables only)
 test: install
-	$(PY) -m pytest --ds=config.settings.test
+	$(PY) -m pytest --ds=config.settings.test --durations=20
 
 ## smoke: with `make run` going, send a task through the broker and wait for its effect
 ## (prints the broker and database it uses)
