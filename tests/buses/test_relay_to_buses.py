@@ -163,9 +163,13 @@ def test_a_bus_that_is_down_delays_only_itself(celery_worker, redis_url, prefix)
 
         wait_for(lambda: len(memory.take("memory", clear=False)) == 30, what="the memory bus")
         wait_for(
-            lambda: OutboxDelivery.objects.filter(sink="redis", attempts__gt=0).count() == 30,
+            lambda: OutboxDelivery.objects.filter(sink="redis", attempts__gt=0).exists(),
             what="the redis bus's failed try",
         )
+        # Every event waits for the redis bus. Not every row has been tried: the relay may
+        # publish the 30 in two runs, and the second run's kick finds the bus backing off
+        # (beat's sweep, not running here, tries it again).
+        assert OutboxDelivery.objects.filter(sink="redis").count() == 30
         assert not OutboxDelivery.objects.filter(sink="memory").exists()
         assert [e["id"] for e, _ in memory.take("memory")] == [str(e.event_id) for e in published]
         assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
